@@ -1,0 +1,42 @@
+//! The berth panel: Leptos components rendered on the server and hydrated in
+//! the browser, plus the API types both halves share.
+#![recursion_limit = "256"]
+
+pub mod api;
+pub mod client;
+mod pages;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, Title};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::path;
+
+pub use pages::CAPABILITIES;
+use pages::*;
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    provide_context(Auth::default());
+    // Effects run only in the browser: this marks the moment the page has
+    // hydrated and is interactive (the browser tests wait for it).
+    Effect::new(move |_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
+    view! {
+        <Title text="berth"/>
+        <Router>
+            <Routes fallback=|| view! { <NotFound/> }>
+                <Route path=path!("/setup") view=SetupWizard/>
+                <Route path=path!("/login") view=Login/>
+                <Route path=path!("/") view=Dashboard/>
+                <Route path=path!("/tokens") view=Tokens/>
+                <Route path=path!("/audit") view=AuditLog/>
+                <Route path=path!("/account") view=Account/>
+                <Route path=path!("/:capability") view=Planned/>
+            </Routes>
+        </Router>
+    }
+}

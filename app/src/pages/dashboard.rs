@@ -1,0 +1,82 @@
+//! The landing page once signed in: what berth manages, the panel settings
+//! and the latest audit entries.
+
+use leptos::prelude::*;
+use leptos_router::components::A;
+
+use super::{Frame, CAPABILITIES};
+use crate::api::{AuditPage, Settings};
+use crate::client;
+
+#[component]
+pub fn Dashboard() -> impl IntoView {
+    view! {
+        <Frame title="Dashboard">
+            <DashboardBody/>
+        </Frame>
+    }
+}
+
+#[component]
+fn DashboardBody() -> impl IntoView {
+    let settings = LocalResource::new(|| client::get::<Settings>("/api/v1/settings"));
+    let recent = LocalResource::new(|| client::get::<AuditPage>("/api/v1/audit?limit=5"));
+    view! {
+        <section aria-labelledby="caps-heading">
+            <h2 id="caps-heading">"Capabilities"</h2>
+            <ul class="cards">
+                {CAPABILITIES
+                    .iter()
+                    .map(|c| {
+                        view! {
+                            <li class="card">
+                                <h3><A href=format!("/{}", c.slug)>{c.name}</A></h3>
+                                <p>{c.summary}</p>
+                                {(!c.built).then(|| view! { <span class="badge">"planned"</span> })}
+                            </li>
+                        }
+                    })
+                    .collect_view()}
+            </ul>
+        </section>
+        <section aria-labelledby="settings-heading">
+            <h2 id="settings-heading">"Panel settings"</h2>
+            {move || match settings.get() {
+                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
+                Some(Ok(s)) => view! {
+                    <dl class="settings">
+                        <dt>"Panel domain"</dt>
+                        <dd>{s.panel_domain.unwrap_or_else(|| "not set".into())}</dd>
+                        <dt>"ACME e-mail"</dt>
+                        <dd>{s.acme_email.unwrap_or_else(|| "not set".into())}</dd>
+                    </dl>
+                }
+                .into_any(),
+            }}
+        </section>
+        <section aria-labelledby="recent-heading">
+            <h2 id="recent-heading">"Recent activity"</h2>
+            {move || match recent.get() {
+                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
+                Some(Ok(page)) => view! {
+                    <ul class="activity">
+                        {page
+                            .items
+                            .into_iter()
+                            .map(|e| view! {
+                                <li>
+                                    <time>{e.at}</time>" "<strong>{e.actor}</strong>" "
+                                    {e.action}" — "{e.outcome}
+                                </li>
+                            })
+                            .collect_view()}
+                    </ul>
+                    <p><A href="/audit">"Full audit log"</A></p>
+                }
+                .into_any(),
+            }}
+        </section>
+    }
+}

@@ -1,0 +1,117 @@
+//! The layout of every signed-in page: skip link, navigation for every
+//! capability, the signed-in admin and logout. It finds out who is signed in
+//! (GET /api/v1/me) and sends everyone else to the login or setup page.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use leptos_meta::Title;
+use leptos_router::components::A;
+use leptos_router::hooks::use_navigate;
+
+use super::CAPABILITIES;
+use crate::api::{Me, SetupStatus};
+use crate::client::{self, ClientError};
+
+#[derive(Clone, Copy, Default)]
+pub struct Auth {
+    pub me: RwSignal<Option<Me>>,
+}
+
+impl Auth {
+    /// Remembers the signed-in admin and the CSRF token for later requests.
+    pub fn signed_in(&self, me: Me) {
+        client::set_csrf(me.csrf_token.clone());
+        self.me.set(Some(me));
+    }
+
+    pub fn signed_out(&self) {
+        client::set_csrf(None);
+        self.me.set(None);
+    }
+}
+
+#[component]
+pub fn Frame(title: &'static str, children: ChildrenFn) -> impl IntoView {
+    let auth = expect_context::<Auth>();
+    let navigate = use_navigate();
+    let failure = RwSignal::new(None::<ClientError>);
+
+    Effect::new({
+        let navigate = navigate.clone();
+        move |_| {
+            if auth.me.get_untracked().is_some() {
+                return;
+            }
+            let navigate = navigate.clone();
+            spawn_local(async move {
+                match client::get::<Me>("/api/v1/me").await {
+                    Ok(me) => auth.signed_in(me),
+                    Err(e) if e.status == 401 => {
+                        let setup = client::get::<SetupStatus>("/api/v1/setup").await;
+                        let to = if setup.is_ok_and(|s| s.required) {
+                            "/setup"
+                        } else {
+                            "/login"
+                        };
+                        navigate(to, Default::default());
+                    }
+                    Err(e) => failure.set(Some(e)),
+                }
+            });
+        }
+    });
+
+    let logout = move |_| {
+        let navigate = navigate.clone();
+        spawn_local(async move {
+            let _ = client::send_no_content::<()>("POST", "/api/v1/auth/logout", None).await;
+            auth.signed_out();
+            navigate("/login", Default::default());
+        });
+    };
+
+    view! {
+        <Title text=format!("{title} · berth")/>
+        <a class="skip-link" href="#main">"Skip to content"</a>
+        <div class="layout">
+            <nav class="sidebar" aria-label="Main">
+                <a href="/" class="brand">"berth"</a>
+                <ul>
+                    <li><A href="/" exact=true>"Dashboard"</A></li>
+                    {CAPABILITIES
+                        .iter()
+                        .map(|c| {
+                            view! {
+                                <li>
+                                    <A href=format!("/{}", c.slug)>{c.name}</A>
+                                    {(!c.built).then(|| view! { <span class="badge">"planned"</span> })}
+                                </li>
+                            }
+                        })
+                        .collect_view()}
+                </ul>
+                <ul class="secondary">
+                    <li><A href="/tokens">"API tokens"</A></li>
+                    <li><A href="/audit">"Audit log"</A></li>
+                    <li><A href="/account">"Account"</A></li>
+                </ul>
+                <div class="who">
+                    <span data-testid="signed-in-as">
+                        {move || auth.me.get().map(|m| m.username).unwrap_or_default()}
+                    </span>
+                    <button type="button" class="link" on:click=logout>"Log out"</button>
+                </div>
+            </nav>
+            <main id="main" tabindex="-1">
+                <h1>{title}</h1>
+                {move || failure.get().map(|e| view! { <p class="error" role="alert">{e.message}</p> })}
+                <Show
+                    when=move || auth.me.get().is_some()
+                    fallback=|| view! { <p class="muted" aria-busy="true">"Loading…"</p> }
+                >
+                    {children()}
+                </Show>
+            </main>
+        </div>
+    }
+}

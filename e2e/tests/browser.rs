@@ -1,0 +1,268 @@
+//! The panel in a real browser: Debian's Chromium driven through chromedriver.
+//! From a fresh start: read the setup token, finish the wizard, reach the
+//! dashboard, create an API token, log out, log in again. Every step leaves a
+//! screenshot in `e2e/screenshots/`; a passing run removes them, a failing
+//! run keeps them.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth::config::Config;
+use berth::startup::Application;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+const USERNAME: &str = "admin";
+const PASSWORD: &str = "browser test passphrase";
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Starts chromedriver and waits until it answers (polling, bounded).
+async fn start_driver() -> (Driver, String) {
+    let port = free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver is installed (scripts/install-deps.sh --test)");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(r) = reqwest::get(format!("{url}/status")).await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (Driver(child), url)
+}
+
+async fn browser(driver_url: &str, profile: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }),
+    );
+    ClientBuilder::rustls()
+        .expect("rustls client")
+        .capabilities(caps)
+        .connect(driver_url)
+        .await
+        .expect("a browser session")
+}
+
+struct Run {
+    client: Client,
+    base: String,
+    shots: PathBuf,
+    step: usize,
+}
+
+impl Run {
+    /// Saves a screenshot named after the step just finished (or failed).
+    async fn shot(&mut self, name: &str) {
+        self.step += 1;
+        if let Ok(png) = self.client.screenshot().await {
+            let _ = std::fs::write(self.shots.join(format!("{:02}-{name}.png", self.step)), png);
+        }
+    }
+
+    async fn wait_css(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("waiting for `{css}`: {e}"))
+    }
+
+    async fn wait_text(&self, css: &str, text: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(el) = self.client.find(Locator::Css(css)).await {
+                if el.text().await.is_ok_and(|t| t.contains(text)) {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "`{css}` never showed `{text}`");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        self.wait_css(css).await.send_keys(text).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.wait_css(css).await.click().await.unwrap();
+    }
+
+    async fn goto(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap();
+        // Interact only once the wasm has hydrated the page.
+        self.wait_css("body[data-hydrated]").await;
+    }
+}
+
+#[tokio::test]
+async fn a_fresh_berth_is_set_up_and_used_through_the_browser() {
+    let site = repo_root().join("target/site");
+    assert!(
+        site.join("pkg/berth_bg.wasm").exists(),
+        "no browser bundle: run scripts/build-site.sh first"
+    );
+    let data = tempfile::tempdir().unwrap();
+    let mut config = Config::for_tests(data.path());
+    config.site_dir = site;
+    let app = Application::build(config).await.unwrap();
+    let base = app.url();
+    tokio::spawn(app.run_until_stopped());
+
+    let (_driver, driver_url) = start_driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let client = browser(&driver_url, profile.path()).await;
+    let shots = repo_root().join("e2e/screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut run = Run {
+        client: client.clone(),
+        base: base.clone(),
+        shots: shots.clone(),
+        step: 0,
+    };
+
+    let outcome = tokio::time::timeout(Duration::from_secs(240), flow(&mut run, data.path())).await;
+    let failed = !matches!(outcome, Ok(Ok(())));
+    if failed {
+        run.shot("failure").await;
+    }
+    let _ = client.close().await;
+    match outcome {
+        Ok(Ok(())) => {
+            let _ = std::fs::remove_dir_all(&shots);
+        }
+        Ok(Err(panic)) => {
+            eprintln!("screenshots kept in {}", shots.display());
+            std::panic::resume_unwind(panic)
+        }
+        Err(_) => panic!(
+            "the browser flow timed out; screenshots in {}",
+            shots.display()
+        ),
+    }
+}
+
+/// Runs the steps, catching a panic so the caller can keep screenshots.
+async fn flow(run: &mut Run, data: &Path) -> Result<(), Box<dyn std::any::Any + Send>> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(steps(run, data))
+        .catch_unwind()
+        .await
+}
+
+async fn steps(run: &mut Run, data: &Path) {
+    // A fresh berth sends the visitor to the setup wizard.
+    run.goto("/").await;
+    run.wait_css("#setup-token").await;
+    run.shot("wizard-token").await;
+
+    let token = std::fs::read_to_string(data.join("setup-token")).unwrap();
+    run.type_into("#setup-token", token.trim()).await;
+    run.click("form button[type=submit]").await;
+    run.wait_css("#setup-password").await;
+    run.type_into("#setup-password", PASSWORD).await;
+    run.type_into("#setup-confirm", PASSWORD).await;
+    run.shot("wizard-account").await;
+    run.click("form button[type=submit]").await;
+
+    run.wait_css("#panel-domain").await;
+    run.type_into("#panel-domain", "panel.example.com").await;
+    run.type_into("#acme-email", "ops@example.com").await;
+    run.shot("wizard-basics").await;
+    run.click("form button[type=submit]").await;
+
+    run.wait_text("main h1", "Dashboard").await;
+    run.wait_text("[data-testid=signed-in-as]", USERNAME).await;
+    run.wait_text("dl.settings", "panel.example.com").await;
+    run.shot("dashboard").await;
+    assert!(!data.join("setup-token").exists(), "setup token removed");
+
+    // Create an API token; its value is shown once and works as a bearer.
+    run.click("nav a[href='/tokens']").await;
+    run.wait_text("main h1", "API tokens").await;
+    run.type_into("#token-name", "deploy-bot").await;
+    run.click("#token-scope option[value=write]").await;
+    run.click("form.inline button[type=submit]").await;
+    let shown = run.wait_css("[data-testid=new-token]").await;
+    let token = shown.prop("value").await.unwrap().unwrap_or_default();
+    assert_eq!(token.split('.').count(), 3, "a JWT is shown: {token}");
+    run.wait_css("tr[data-token-name='deploy-bot']").await;
+    run.shot("token-created").await;
+    let me: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/me", run.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["scopes"], json!(["read", "write"]));
+
+    // The audit page shows what just happened.
+    run.click("nav a[href='/audit']").await;
+    run.wait_text("table.data tbody", "token.create").await;
+    run.shot("audit").await;
+
+    // Log out, then back in.
+    run.click(".who button").await;
+    run.wait_css("#login-username").await;
+    run.shot("logged-out").await;
+    run.goto("/tokens").await;
+    run.wait_css("#login-username").await;
+    run.type_into("#login-username", USERNAME).await;
+    run.type_into("#login-password", PASSWORD).await;
+    run.click("form button[type=submit]").await;
+    run.wait_text("main h1", "Dashboard").await;
+    run.wait_text("[data-testid=signed-in-as]", USERNAME).await;
+    run.shot("logged-in-again").await;
+}

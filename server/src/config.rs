@@ -1,0 +1,294 @@
+//! Typed configuration, layered: built-in defaults, then an optional TOML file
+//! (`--config` / `BERTH_CONFIG`), then `BERTH_*` environment variables and
+//! command-line flags (clap merges those two). Validation happens here, once,
+//! so the rest of berth can trust a `Config`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// Flags shared by every subcommand that opens the data dir.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file; flags and environment variables override it.
+    #[arg(long, env = "BERTH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where berth keeps its database, keys and certificates.
+    #[arg(long, env = "BERTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the admin listener (panel + API).
+    #[arg(long, env = "BERTH_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain for the admin listener (default: self-signed).
+    #[arg(long, env = "BERTH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key matching `--tls-cert`.
+    #[arg(long, env = "BERTH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP. Refused on a non-loopback address unless
+    /// `--allow-plain-http-on-public-address` is given too.
+    #[arg(long, env = "BERTH_PLAIN_HTTP")]
+    pub plain_http: bool,
+    /// Accept `--plain-http` on a non-loopback address (behind a TLS-terminating proxy).
+    #[arg(long, env = "BERTH_ALLOW_PLAIN_HTTP_ON_PUBLIC_ADDRESS")]
+    pub allow_plain_http_on_public_address: bool,
+    /// Directory holding the browser bundle (`pkg/`).
+    #[arg(long, env = "BERTH_SITE_DIR")]
+    pub site_dir: Option<PathBuf>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "BERTH_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// The file form of the configuration. Unknown keys are an error, so a typo
+/// never silently falls back to a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    plain_http: Option<bool>,
+    allow_plain_http_on_public_address: Option<bool>,
+    site_dir: Option<PathBuf>,
+    log_format: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
+    session_idle_minutes: Option<u64>,
+    session_absolute_hours: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tls {
+    /// Generate (once) and reuse a self-signed certificate in the data dir.
+    SelfSigned,
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
+    /// Plain HTTP; only accepted where `Config::load` allowed it.
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub tls: Tls,
+    pub site_dir: PathBuf,
+    pub log_format: LogFormat,
+    /// Peers whose `X-Forwarded-For` is believed; everyone else's is ignored.
+    pub trusted_proxies: Vec<IpNet>,
+    pub session_idle: Duration,
+    pub session_absolute: Duration,
+}
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
+
+impl Config {
+    /// Builds the effective configuration from the file (if any) and the flags.
+    pub fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("Failed to read config file {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("Invalid config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let listen = match args.listen.or(file.listen) {
+            Some(addr) => addr,
+            None => DEFAULT_LISTEN
+                .parse()
+                .expect("default listen address parses"),
+        };
+
+        let plain_http = args.plain_http || file.plain_http.unwrap_or(false);
+        let allow_public_plain = args.allow_plain_http_on_public_address
+            || file.allow_plain_http_on_public_address.unwrap_or(false);
+        let cert = args.tls_cert.clone().or(file.tls_cert);
+        let key = args.tls_key.clone().or(file.tls_key);
+        let tls = match (plain_http, cert, key) {
+            (true, Some(_), _) | (true, _, Some(_)) => {
+                bail!("plain_http and tls_cert/tls_key cannot be used together")
+            }
+            (true, None, None) => {
+                if !listen.ip().is_loopback() && !allow_public_plain {
+                    bail!(
+                        "plain HTTP on {listen} would send passwords in clear text: listen on a \
+                         loopback address, or add --allow-plain-http-on-public-address if a \
+                         TLS-terminating proxy sits in front of berth"
+                    );
+                }
+                Tls::Off
+            }
+            (false, Some(cert), Some(key)) => Tls::Files { cert, key },
+            (false, None, None) => Tls::SelfSigned,
+            (false, _, _) => bail!("tls_cert and tls_key must be given together"),
+        };
+
+        let log_format = match args
+            .log_format
+            .as_deref()
+            .or(file.log_format.as_deref())
+            .unwrap_or("text")
+        {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => bail!("log_format must be `text` or `json`, not `{other}`"),
+        };
+
+        let trusted_proxies = file
+            .trusted_proxies
+            .unwrap_or_default()
+            .iter()
+            .map(|s| parse_net(s))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+
+        let idle = file.session_idle_minutes.unwrap_or(60);
+        let absolute = file.session_absolute_hours.unwrap_or(12);
+        if idle == 0 || absolute == 0 {
+            bail!("session_idle_minutes and session_absolute_hours must be positive");
+        }
+
+        let site_dir = args
+            .site_dir
+            .clone()
+            .or(file.site_dir)
+            .unwrap_or_else(default_site_dir);
+
+        Ok(Config {
+            data_dir,
+            listen,
+            tls,
+            site_dir,
+            log_format,
+            trusted_proxies,
+            session_idle: Duration::from_secs(idle * 60),
+            session_absolute: Duration::from_secs(absolute * 3600),
+        })
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("berth.db")
+    }
+
+    pub fn uses_tls(&self) -> bool {
+        self.tls != Tls::Off
+    }
+
+    /// A config for tests and tools: plain HTTP on loopback port 0.
+    pub fn for_tests(data_dir: &Path) -> Config {
+        Config {
+            data_dir: data_dir.to_path_buf(),
+            listen: "127.0.0.1:0".parse().expect("valid address"),
+            tls: Tls::Off,
+            site_dir: default_site_dir(),
+            log_format: LogFormat::Text,
+            trusted_proxies: Vec::new(),
+            session_idle: Duration::from_secs(3600),
+            session_absolute: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+/// Accepts a CIDR (`10.0.0.0/8`) or a bare address (`127.0.0.1`).
+fn parse_net(s: &str) -> anyhow::Result<IpNet> {
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Ok(net);
+    }
+    let ip: std::net::IpAddr = s
+        .parse()
+        .with_context(|| format!("trusted_proxies: `{s}` is not an address or CIDR"))?;
+    Ok(IpNet::from(ip))
+}
+
+/// Next to the executable (`site/`) when installed, else the build output of
+/// `scripts/build-site.sh` in the source tree.
+fn default_site_dir() -> PathBuf {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|p| p.join("site")))
+        .filter(|p| p.join("pkg").is_dir())
+    {
+        return dir;
+    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/site"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ConfigArgs {
+        ConfigArgs::default()
+    }
+
+    #[test]
+    fn defaults_to_tls_with_a_self_signed_certificate() {
+        let c = Config::load(&args()).unwrap();
+        assert_eq!(c.tls, Tls::SelfSigned);
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn plain_http_is_refused_on_a_public_address() {
+        let mut a = args();
+        a.plain_http = true;
+        a.listen = Some("0.0.0.0:8080".parse().unwrap());
+        let err = Config::load(&a).unwrap_err().to_string();
+        assert!(err.contains("clear text"), "{err}");
+        a.allow_plain_http_on_public_address = true;
+        assert_eq!(Config::load(&a).unwrap().tls, Tls::Off);
+    }
+
+    #[test]
+    fn plain_http_is_allowed_on_loopback() {
+        let mut a = args();
+        a.plain_http = true;
+        a.listen = Some("127.0.0.1:8080".parse().unwrap());
+        assert_eq!(Config::load(&a).unwrap().tls, Tls::Off);
+        a.listen = Some("[::1]:8080".parse().unwrap());
+        assert_eq!(Config::load(&a).unwrap().tls, Tls::Off);
+    }
+
+    #[test]
+    fn file_values_are_overridden_by_flags_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/srv/berth\"\nlisten = \"127.0.0.1:9000\"\ntrusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\n",
+        )
+        .unwrap();
+        let mut a = args();
+        a.config = Some(path.clone());
+        a.listen = Some("127.0.0.1:9999".parse().unwrap());
+        let c = Config::load(&a).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/berth"));
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.trusted_proxies.len(), 2);
+
+        std::fs::write(&path, "listne = \"127.0.0.1:9000\"\n").unwrap();
+        let err = format!("{:#}", Config::load(&a).unwrap_err());
+        assert!(err.contains("unknown field"), "{err}");
+    }
+}

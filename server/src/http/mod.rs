@@ -1,0 +1,184 @@
+//! Router assembly: the REST API under `/api/v1` (every route registered
+//! through utoipa-axum, so that none can be missing from the OpenAPI spec),
+//! `/health`, the server-rendered UI, and the layers around them.
+
+pub mod client_ip;
+pub mod error;
+pub mod headers;
+pub mod json;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::routing::get;
+use axum::{middleware, Extension, Json, Router};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions_sqlx_store::SqliteStore;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::OpenApi as Spec;
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::startup::AppState;
+use error::ApiError;
+
+/// Largest JSON body any API route accepts.
+pub const MAX_API_BODY: usize = 64 * 1024;
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "berth", description = "Self-hosted platform panel: the REST API the UI uses too."),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "setup", description = "First run"),
+        (name = "auth", description = "Login, logout, current caller"),
+        (name = "account", description = "The admin's password and second factor"),
+        (name = "tokens", description = "API tokens"),
+        (name = "audit", description = "Audit log"),
+        (name = "settings", description = "Panel settings"),
+        (name = "meta", description = "This document"),
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut Spec) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "__Host-berth_session",
+                "Browser session (`berth_session` over plain HTTP); state-changing requests also need X-CSRF-Token",
+            ))),
+        );
+    }
+}
+
+/// Every `/api/v1` route, with its OpenAPI description.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    use crate::{audit, auth, settings, setup, tokens};
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest(
+        "/api/v1",
+        OpenApiRouter::new()
+            .routes(routes!(setup::routes::status, setup::routes::complete))
+            .routes(routes!(auth::login::login))
+            .routes(routes!(auth::login::logout))
+            .routes(routes!(auth::login::me))
+            .routes(routes!(auth::account::change_password))
+            .routes(routes!(auth::account::totp_enrol))
+            .routes(routes!(auth::account::totp_confirm))
+            .routes(routes!(auth::account::totp_disable))
+            .routes(routes!(tokens::routes::create, tokens::routes::list))
+            .routes(routes!(tokens::routes::revoke))
+            .routes(routes!(audit::routes::list))
+            .routes(routes!(settings::routes::get, settings::routes::put))
+            .routes(routes!(openapi_json)),
+    )
+}
+
+/// The OpenAPI description of this API.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta",
+    responses((status = 200, description = "OpenAPI 3.1 document")))]
+async fn openapi_json(Extension(spec): Extension<Arc<Spec>>) -> Json<Spec> {
+    Json((*spec).clone())
+}
+
+pub fn openapi() -> Spec {
+    api_routes().split_for_parts().1
+}
+
+#[utoipa::path(get, path = "/health", tag = "meta",
+    responses((status = 200, body = app::api::Health)))]
+async fn health(State(state): State<AppState>) -> Result<Json<app::api::Health>, ApiError> {
+    sqlx::query("SELECT 1").execute(&state.db).await?;
+    Ok(Json(app::api::Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    }))
+}
+
+async fn api_not_found() -> ApiError {
+    ApiError::NotFound("no such API route".into())
+}
+
+pub fn router(state: AppState, sessions: SqliteStore) -> Router {
+    let (api, spec) = api_routes().split_for_parts();
+    let tls = state.config.uses_tls();
+    let session_layer = SessionManagerLayer::new(sessions)
+        // `__Host-` makes the browser insist on Secure, Path=/ and no Domain.
+        .with_name(if tls {
+            "__Host-berth_session"
+        } else {
+            "berth_session"
+        })
+        .with_secure(tls)
+        .with_http_only(true)
+        .with_same_site(SameSite::Strict)
+        .with_path("/")
+        // Saving on every request renews the idle timeout.
+        .with_always_save(true)
+        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(
+            state.config.session_idle.as_secs() as i64,
+        )));
+
+    let api = api
+        .fallback(api_not_found)
+        .layer(Extension(Arc::new(spec)))
+        .layer(middleware::from_fn(headers::refuse_cross_origin))
+        .layer(session_layer)
+        .layer(DefaultBodyLimit::max(MAX_API_BODY));
+
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/health", get(health))
+        .merge(api)
+        .merge(crate::ui::routes(&state.config))
+        .layer(middleware::from_fn(headers::log_internal_errors))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            headers::security_headers,
+        ))
+        .layer(RequestBodyLimitLayer::new(MAX_API_BODY * 4))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
+                let route = req
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default();
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!("http", method = %req.method(), route, request_id = id)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}

@@ -1,0 +1,20 @@
+//! berth: one binary that turns a Linux host with Docker into a self-hosted
+//! platform, managed from a browser panel or the REST API it is built on.
+//!
+//! Data flows one way: `http` (routes) → capability services → `store` and
+//! adapters. Each capability lives in its own folder.
+
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod http;
+pub mod settings;
+pub mod setup;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod tls;
+pub mod tokens;
+pub mod ui;

@@ -1,0 +1,169 @@
+//! Building and running the application. `Application::build` does every
+//! fallible start-up step (data dir, migrations, keys, TLS, binding the port)
+//! before anything is served, and exposes the bound address so tests can use
+//! port 0 and never wait for a server to come up.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum_server::tls_rustls::RustlsConfig;
+use axum_server::Handle;
+use sqlx::SqlitePool;
+use tower_sessions::session_store::ExpiredDeletion;
+use tower_sessions_sqlx_store::SqliteStore;
+
+use crate::auth::password::Passwords;
+use crate::auth::throttle::LoginThrottle;
+use crate::config::Config;
+use crate::crypto::Keys;
+use crate::setup::SetupGate;
+use crate::tokens::TokenSigner;
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: SqlitePool,
+    pub config: Arc<Config>,
+    pub keys: Arc<Keys>,
+    pub passwords: Arc<Passwords>,
+    pub throttle: Arc<LoginThrottle>,
+    pub setup: Arc<SetupGate>,
+    pub tokens: Arc<TokenSigner>,
+}
+
+pub struct Application {
+    addr: SocketAddr,
+    tls: Option<RustlsConfig>,
+    listener: std::net::TcpListener,
+    router: axum::Router,
+    handle: Handle,
+    pub state: AppState,
+}
+
+/// Creates the data dir (0700) if needed and opens the store in it.
+pub async fn open_data_dir(config: &Config) -> anyhow::Result<SqlitePool> {
+    let dir = &config.data_dir;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("Failed to create the data dir {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("Failed to restrict {}", dir.display()))?;
+    }
+    crate::store::open(&config.db_path()).await
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        // One process-wide TLS provider; ignore "already installed" in tests.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // Leptos renders pages on tokio; ignore "already set" in tests.
+        let _ = any_spawner::Executor::init_tokio();
+
+        let db = open_data_dir(&config).await?;
+        let keys = Keys::load_or_create(&config.data_dir)?;
+        let setup = SetupGate::prepare(&db, &config.data_dir).await?;
+
+        let sessions = SqliteStore::new(db.clone());
+        sessions
+            .migrate()
+            .await
+            .context("Failed to prepare the session table")?;
+        tokio::spawn(delete_expired_sessions(sessions.clone()));
+
+        let tls = match crate::tls::ensure_certificate(&config)? {
+            Some((cert, key)) => Some(
+                RustlsConfig::from_pem_file(&cert, &key)
+                    .await
+                    .with_context(|| {
+                        format!("Failed to load TLS certificate {}", cert.display())
+                    })?,
+            ),
+            None => None,
+        };
+
+        let state = AppState {
+            db,
+            tokens: Arc::new(TokenSigner::new(&keys)),
+            keys: Arc::new(keys),
+            passwords: Arc::new(Passwords::default()),
+            throttle: Arc::new(LoginThrottle::default()),
+            setup: Arc::new(setup),
+            config: Arc::new(config.clone()),
+        };
+        let router = crate::http::router(state.clone(), sessions);
+
+        let listener = std::net::TcpListener::bind(config.listen)
+            .with_context(|| format!("Failed to listen on {}", config.listen))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        Ok(Application {
+            addr,
+            tls,
+            listener,
+            router,
+            handle: Handle::new(),
+            state,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Base URL for clients on this host.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let host = if self.addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            self.addr.ip().to_string()
+        };
+        match self.addr {
+            SocketAddr::V6(_) if !self.addr.ip().is_unspecified() => {
+                format!("{scheme}://[{host}]:{}", self.addr.port())
+            }
+            _ => format!("{scheme}://{host}:{}", self.addr.port()),
+        }
+    }
+
+    /// Calling `graceful_shutdown` on this handle stops the server after
+    /// in-flight requests finish.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        tracing::info!(url = %self.url(), "berth is listening");
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        match self.tls {
+            Some(tls) => {
+                axum_server::from_tcp_rustls(self.listener, tls)
+                    .handle(self.handle)
+                    .serve(service)
+                    .await
+            }
+            None => {
+                axum_server::from_tcp(self.listener)
+                    .handle(self.handle)
+                    .serve(service)
+                    .await
+            }
+        }
+        .context("server error")
+    }
+}
+
+async fn delete_expired_sessions(store: SqliteStore) {
+    let mut interval = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        interval.tick().await;
+        if let Err(e) = store.delete_expired().await {
+            tracing::warn!(error = %e, "failed to delete expired sessions");
+        }
+    }
+}

@@ -1,0 +1,247 @@
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_is_public_json() {
+    let app = spawn_app().await;
+    let r = client()
+        .get(format!("{}/health", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "ok");
+}
+
+#[tokio::test]
+async fn the_openapi_spec_describes_every_api_route() {
+    let app = spawn_app().await;
+    let spec: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let paths = spec["paths"].as_object().unwrap();
+    let expected = [
+        ("get", "/api/v1/setup"),
+        ("post", "/api/v1/setup"),
+        ("post", "/api/v1/auth/login"),
+        ("post", "/api/v1/auth/logout"),
+        ("get", "/api/v1/me"),
+        ("post", "/api/v1/account/password"),
+        ("post", "/api/v1/account/totp/enrol"),
+        ("post", "/api/v1/account/totp/confirm"),
+        ("post", "/api/v1/account/totp/disable"),
+        ("get", "/api/v1/tokens"),
+        ("post", "/api/v1/tokens"),
+        ("delete", "/api/v1/tokens/{id}"),
+        ("get", "/api/v1/audit"),
+        ("get", "/api/v1/settings"),
+        ("put", "/api/v1/settings"),
+        ("get", "/api/v1/openapi.json"),
+    ];
+    for (method, path) in expected {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing from the spec"
+        );
+    }
+    // And the other way round: everything the spec lists is routed (an
+    // unrouted path would answer the API's JSON 404).
+    let anon = client();
+    let mut operations = 0;
+    for (path, item) in paths {
+        assert!(path.starts_with("/api/v1/"), "{path}");
+        for method in item.as_object().unwrap().keys() {
+            operations += 1;
+            let url = format!("{}{}", app.url, path.replace("{id}", "x"));
+            let r = anon
+                .request(method.to_uppercase().parse().unwrap(), url)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            assert_ne!(
+                r.status(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            if r.status() == StatusCode::NOT_FOUND {
+                assert_ne!(
+                    error_of(r).await.0,
+                    "not_found",
+                    "{method} {path} is not routed"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        operations,
+        expected.len(),
+        "the spec has operations this test does not know"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_api_route_is_a_json_404() {
+    let app = spawn_app().await;
+    let r = app.get("/nope").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_of(r).await.0, "not_found");
+}
+
+#[tokio::test]
+async fn bad_json_unknown_fields_wrong_types_and_media_types_are_4xx_naming_the_problem() {
+    let app = spawn_app().await;
+    let url = app.api("/setup");
+    let send = |body: &'static str, ctype: &'static str| {
+        let url = url.clone();
+        async move {
+            client()
+                .post(url)
+                .header("Content-Type", ctype)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = send("{\"token\":", "application/json").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_of(r).await.0, "malformed_json");
+
+    let r = send(
+        r#"{"token":"t","username":"a","password":"p","role":"x"}"#,
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_of(r).await.1.as_deref(), Some("role"));
+
+    let r = send(
+        r#"{"token":"t","username":7,"password":"p"}"#,
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_of(r).await.1.as_deref(), Some("username"));
+
+    let r = send("token=t", "application/x-www-form-urlencoded").await;
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let huge = format!(
+        r#"{{"token":"{}","username":"a","password":"p"}}"#,
+        "x".repeat(100_000)
+    );
+    let r = client()
+        .post(app.api("/setup"))
+        .header("Content-Type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(app.admin_count().await, 0);
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers_and_a_request_id() {
+    let app = spawn_app().await;
+    for path in ["/health", "/api/v1/setup", "/api/v1/nope", "/login"] {
+        let r = client()
+            .get(format!("{}{path}", app.url))
+            .send()
+            .await
+            .unwrap();
+        let h = r.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(h.contains_key("x-request-id"), "{path}");
+        assert!(
+            !h.contains_key("strict-transport-security"),
+            "no HSTS over plain HTTP"
+        );
+    }
+}
+
+#[tokio::test]
+async fn pages_are_server_rendered_with_a_per_response_script_nonce() {
+    let app = spawn_app().await;
+    let nonce_of = |csp: &str| {
+        csp.split("'nonce-")
+            .nth(1)
+            .and_then(|s| s.split('\'').next())
+            .unwrap()
+            .to_string()
+    };
+    let r = client()
+        .get(format!("{}/setup", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let html = r.text().await.unwrap();
+    let nonce = nonce_of(&csp);
+    assert!(html.contains("Set up berth"), "server-rendered content");
+    assert!(
+        html.contains(&format!("nonce=\"{nonce}\"")),
+        "hydration script carries the nonce"
+    );
+    assert!(html.contains("/pkg/berth.js"));
+    let again = client()
+        .get(format!("{}/login", app.url))
+        .send()
+        .await
+        .unwrap();
+    let csp2 = again.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(nonce_of(&csp2), nonce);
+}
+
+#[tokio::test]
+async fn settings_are_validated_and_stored() {
+    let app = spawn_app().await;
+    let csrf = app.setup().await;
+    let put = |body: Value| {
+        let url = app.api("/settings");
+        let csrf = csrf.clone();
+        let c = &app.client;
+        async move {
+            c.put(url)
+                .header("X-CSRF-Token", csrf)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = put(json!({ "panel_domain": "<script>.example.com", "acme_email": "ops@example.com" }))
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_of(r).await.1.as_deref(), Some("panel_domain"));
+    let r = put(json!({ "panel_domain": "panel.example.com", "acme_email": "nope" })).await;
+    assert_eq!(error_of(r).await.1.as_deref(), Some("acme_email"));
+    let stored: Value = app.get("/settings").await.json().await.unwrap();
+    assert_eq!(
+        stored,
+        json!({ "panel_domain": null, "acme_email": null }),
+        "nothing changed"
+    );
+
+    let r =
+        put(json!({ "panel_domain": "Panel.Example.com", "acme_email": "ops@example.com" })).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let stored: Value = app.get("/settings").await.json().await.unwrap();
+    assert_eq!(
+        stored,
+        json!({ "panel_domain": "panel.example.com", "acme_email": "ops@example.com" })
+    );
+}

@@ -1,0 +1,12 @@
+//! Integration tests: berth started on port 0 with a fresh data dir per test,
+//! driven over HTTP.
+
+mod account;
+mod audit;
+mod auth;
+mod cli;
+mod conventions;
+mod helpers;
+mod setup;
+mod tls;
+mod tokens;
