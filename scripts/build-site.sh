@@ -16,7 +16,7 @@ RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc \
 mkdir -p "$pkg"
 wasm-bindgen --target web --no-typescript --out-dir "$pkg" --out-name berth \
   "$front/wasm32-unknown-unknown/wasm-release/frontend.wasm"
-wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+wasm-opt -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-mutable-globals --enable-reference-types --enable-multivalue \
   "$pkg/berth_bg.wasm" -o "$pkg/berth_bg.wasm"
 cp style/berth.css "$pkg/berth.css"

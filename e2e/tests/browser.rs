@@ -2,7 +2,7 @@
 //! From a fresh start: read the setup token, finish the wizard, reach the
 //! dashboard, create an API token, log out, log in again. Every step leaves a
 //! screenshot in `e2e/screenshots/`; a passing run removes them, a failing
-//! run keeps them.
+//! run keeps them (as does BERTH_E2E_KEEP_SCREENSHOTS=1).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -178,7 +178,10 @@ async fn a_fresh_berth_is_set_up_and_used_through_the_browser() {
     let _ = client.close().await;
     match outcome {
         Ok(Ok(())) => {
-            let _ = std::fs::remove_dir_all(&shots);
+            // BERTH_E2E_KEEP_SCREENSHOTS=1 keeps them from a passing run too.
+            if std::env::var_os("BERTH_E2E_KEEP_SCREENSHOTS").is_none() {
+                let _ = std::fs::remove_dir_all(&shots);
+            }
         }
         Ok(Err(panic)) => {
             eprintln!("screenshots kept in {}", shots.display());
