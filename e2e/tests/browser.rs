@@ -1,6 +1,7 @@
 //! The panel in a real browser: Debian's Chromium driven through chromedriver.
 //! From a fresh start: read the setup token, finish the wizard, reach the
-//! dashboard, create an API token, log out, log in again. Every step leaves a
+//! dashboard, create an API token, log out, log in again, enrol a TOTP second
+//! factor and log in with a recovery code. Every step leaves a
 //! screenshot in `e2e/screenshots/`; a passing run removes them, a failing
 //! run keeps them (as does BERTH_E2E_KEEP_SCREENSHOTS=1).
 
@@ -268,4 +269,58 @@ async fn steps(run: &mut Run, data: &Path) {
     run.wait_text("main h1", "Dashboard").await;
     run.wait_text("[data-testid=signed-in-as]", USERNAME).await;
     run.shot("logged-in-again").await;
+
+    // Turn on the second factor from the account page.
+    run.click("nav a[href='/account']").await;
+    run.type_into("#totp-password", PASSWORD).await;
+    run.click("#totp-password ~ button[type=submit]").await;
+    let secret = run
+        .wait_css("[data-testid=totp-secret]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    run.wait_css(".qr svg").await;
+    run.shot("totp-enrol").await;
+    run.type_into("#totp-code", &totp_now(&secret)).await;
+    run.click("#totp-code ~ button[type=submit]").await;
+    let codes = run
+        .wait_css("[data-testid=recovery-codes]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let recovery: Vec<&str> = codes.split_whitespace().collect();
+    assert_eq!(recovery.len(), 10, "{codes}");
+    run.wait_text("main", "A second factor is enabled").await;
+    run.shot("totp-enabled").await;
+
+    // Login now asks for a code; a wrong password is reported, not accepted.
+    run.click(".who button").await;
+    run.type_into("#login-username", USERNAME).await;
+    run.type_into("#login-password", "not the password").await;
+    run.click("form button[type=submit]").await;
+    run.wait_text("p.error[role=alert]", "invalid username or password")
+        .await;
+    run.shot("login-refused").await;
+    run.goto("/login").await;
+    run.type_into("#login-username", USERNAME).await;
+    run.type_into("#login-password", PASSWORD).await;
+    run.click("form button[type=submit]").await;
+    run.type_into("#login-code", recovery[0]).await;
+    run.shot("login-code").await;
+    run.click("form button[type=submit]").await;
+    run.wait_text("main h1", "Dashboard").await;
+    run.shot("logged-in-with-recovery-code").await;
+}
+
+/// The current TOTP code for a base32 secret, as an authenticator app shows it.
+fn totp_now(secret: &str) -> String {
+    let bytes = totp_rs::Secret::Encoded(secret.trim().to_string())
+        .to_bytes()
+        .unwrap();
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, bytes)
+        .unwrap()
+        .generate_current()
+        .unwrap()
 }

@@ -49,9 +49,15 @@ fn key(username: &str) -> String {
 }
 
 impl LoginThrottle {
+    /// The counters stay meaningful even if a thread panicked while holding
+    /// the lock, so a poisoned lock is simply taken over.
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// `Err(retry_after)` when this client may not try this account now.
     pub fn check(&self, username: &str, ip: IpAddr, now: Instant) -> Result<(), Duration> {
-        let mut s = self.inner.lock().expect("throttle lock");
+        let mut s = self.state();
         let Some(q) = s.per_client.get_mut(&(key(username), ip)) else {
             return Ok(());
         };
@@ -65,7 +71,7 @@ impl LoginThrottle {
 
     /// How long to wait before checking a password for this account.
     pub fn account_delay(&self, username: &str, now: Instant) -> Duration {
-        let mut s = self.inner.lock().expect("throttle lock");
+        let mut s = self.state();
         let Some(q) = s.per_account.get_mut(&key(username)) else {
             return Duration::ZERO;
         };
@@ -75,7 +81,7 @@ impl LoginThrottle {
     }
 
     pub fn record_failure(&self, username: &str, ip: IpAddr, now: Instant) {
-        let mut s = self.inner.lock().expect("throttle lock");
+        let mut s = self.state();
         if s.per_client.len() >= MAX_KEYS {
             s.per_client.retain(|_, q| {
                 prune(q, now);
@@ -104,7 +110,7 @@ impl LoginThrottle {
 
     /// A successful login forgets this client's failures on the account.
     pub fn record_success(&self, username: &str, ip: IpAddr) {
-        let mut s = self.inner.lock().expect("throttle lock");
+        let mut s = self.state();
         s.per_client.remove(&(key(username), ip));
     }
 }

@@ -19,6 +19,10 @@ pub struct SetupGate {
 }
 
 impl SetupGate {
+    fn token(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.token.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Prepares the gate at start-up: a fresh token when no admin exists, none
     /// (and no token file) otherwise.
     pub async fn prepare(db: &SqlitePool, data_dir: &std::path::Path) -> anyhow::Result<SetupGate> {
@@ -44,7 +48,7 @@ impl SetupGate {
 
     /// Constant-time comparison with the current token; false once closed.
     pub fn accepts(&self, candidate: &str) -> bool {
-        match &*self.token.lock().expect("setup lock") {
+        match &*self.token() {
             Some(token) => bool::from(candidate.trim().as_bytes().ct_eq(token.as_bytes())),
             None => false,
         }
@@ -52,7 +56,7 @@ impl SetupGate {
 
     /// Forgets the token and removes its file: setup is over.
     pub fn close(&self) {
-        *self.token.lock().expect("setup lock") = None;
+        *self.token() = None;
         match std::fs::remove_file(&self.path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
