@@ -1,6 +1,6 @@
 # berth in a container: the binary, its browser bundle next to it, data in
 # /var/lib/berth. Build: docker build -t berth . (needs a registry and crates.io).
-ARG RUST_VERSION=1.88
+ARG RUST_VERSION=1.95
 FROM rust:${RUST_VERSION}-bookworm AS build
 # Must equal the wasm-bindgen version in Cargo.lock (scripts/test.sh checks).
 ARG WASM_BINDGEN_VERSION=0.2.130

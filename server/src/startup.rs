@@ -59,8 +59,6 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         // One process-wide TLS provider; ignore "already installed" in tests.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        // Leptos renders pages on tokio; ignore "already set" in tests.
-        let _ = any_spawner::Executor::init_tokio();
 
         let db = open_data_dir(&config).await?;
         let keys = Keys::load_or_create(&config.data_dir)?;

@@ -278,3 +278,27 @@ async fn a_session_past_its_absolute_lifetime_is_refused() {
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     assert_eq!(app.get("/me").await.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_session_unused_past_the_idle_timeout_is_refused_by_the_server() {
+    let app = spawn_with(|c| c.session_idle = std::time::Duration::from_secs(1)).await;
+    app.setup().await;
+    let r = app.login_as(&client(), USERNAME, PASSWORD).await;
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    // Replay the raw cookie: the browser would have dropped it (Max-Age), but
+    // the server must refuse it on its own.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = reqwest::Client::new()
+        .get(app.api("/me"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
