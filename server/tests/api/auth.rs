@@ -32,14 +32,9 @@ async fn login_gives_a_new_session_id() {
     let app = spawn_app().await;
     app.setup().await;
     let c = client();
-    let id = |r: &reqwest::Response| {
-        r.headers()
-            .get("set-cookie")
-            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
-    };
     let first = app.login_as(&c, USERNAME, PASSWORD).await;
     let second = app.login_as(&c, USERNAME, PASSWORD).await;
-    assert_ne!(id(&first), id(&second));
+    assert_ne!(session_cookie(&first), session_cookie(&second));
 }
 
 #[tokio::test]
@@ -171,13 +166,7 @@ async fn a_replayed_cookie_after_logout_is_refused() {
     let app = spawn_app().await;
     app.setup().await;
     let r = app.login_as(&client(), USERNAME, PASSWORD).await;
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = session_cookie(&r);
     let csrf = r.json::<Value>().await.unwrap()["csrf_token"]
         .as_str()
         .unwrap()
@@ -284,13 +273,7 @@ async fn a_session_unused_past_the_idle_timeout_is_refused_by_the_server() {
     let app = spawn_with(|c| c.session_idle = std::time::Duration::from_secs(1)).await;
     app.setup().await;
     let r = app.login_as(&client(), USERNAME, PASSWORD).await;
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = session_cookie(&r);
     // Replay the raw cookie: the browser would have dropped it (Max-Age), but
     // the server must refuse it on its own.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;

@@ -164,3 +164,14 @@ pub async fn error_of(r: Response) -> (String, Option<String>) {
         v["error"]["field"].as_str().map(str::to_string),
     )
 }
+
+/// The `name=value` part of the response's session cookie.
+pub fn session_cookie(r: &Response) -> String {
+    r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
