@@ -71,7 +71,9 @@ pub struct SetupStatus {
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetupRequest {
-    /// The one-time token from the log or `<data-dir>/setup-token`.
+    /// The one-time token from the log or `<data-dir>/setup-token`. A
+    /// missing token is treated like a wrong one (403).
+    #[serde(default)]
     pub token: String,
     pub username: String,
     pub password: String,
@@ -107,6 +109,9 @@ pub struct Me {
     /// Present for browser sessions only.
     pub csrf_token: Option<String>,
     pub totp_enabled: bool,
+    /// Set after `berth admin reset-password`: until a new password is
+    /// chosen, the session may only change it or log out.
+    pub must_change_password: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -1,9 +1,9 @@
 //! The panel in a real browser: Debian's Chromium driven through chromedriver.
 //! From a fresh start: read the setup token, finish the wizard, reach the
 //! dashboard, create an API token, log out, log in again, enrol a TOTP second
-//! factor and log in with a recovery code. Every step leaves a
-//! screenshot in `e2e/screenshots/`; a passing run removes them, a failing
-//! run keeps them (as does BERTH_E2E_KEEP_SCREENSHOTS=1).
+//! factor, log in with a recovery code, recover from a CLI password reset.
+//! Every step leaves a screenshot in `e2e/screenshots/`; a passing run removes
+//! them, a failing run keeps them (as does BERTH_E2E_KEEP_SCREENSHOTS=1).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,7 @@ use serde_json::json;
 
 const USERNAME: &str = "admin";
 const PASSWORD: &str = "browser test passphrase";
+const NEW_PASSWORD: &str = "another browser passphrase";
 const WAIT: Duration = Duration::from_secs(20);
 
 struct Driver(Child);
@@ -312,6 +313,26 @@ async fn steps(run: &mut Run, data: &Path) {
     run.click("form button[type=submit]").await;
     run.wait_text("main h1", "Dashboard").await;
     run.shot("logged-in-with-recovery-code").await;
+
+    // A lost password and device: the CLI's one-time password opens the way
+    // to a new password and nothing else.
+    let temporary = berth::cli::reset_password(&Config::for_tests(data), true)
+        .await
+        .unwrap();
+    run.goto("/").await;
+    run.type_into("#login-username", USERNAME).await;
+    run.type_into("#login-password", &temporary).await;
+    run.click("form button[type=submit]").await;
+    run.wait_css("[data-testid=must-change-password]").await;
+    run.shot("must-change-password").await;
+    run.type_into("#current-password", &temporary).await;
+    run.type_into("#new-password", NEW_PASSWORD).await;
+    run.type_into("#confirm-password", NEW_PASSWORD).await;
+    run.click("#confirm-password ~ button[type=submit]").await;
+    run.wait_text("p.success", "Password changed").await;
+    run.click("nav a[href='/tokens']").await;
+    run.wait_css("tr[data-token-name='deploy-bot']").await;
+    run.shot("password-changed").await;
 }
 
 /// The current TOTP code for a base32 secret, as an authenticator app shows it.

@@ -45,7 +45,8 @@ pub enum ConfigCommand {
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
     /// Replace the admin password with a generated one-time password, printed
-    /// once. Ends every browser session.
+    /// once: it allows one thing only, choosing a new password. Ends every
+    /// browser session.
     ResetPassword {
         #[command(flatten)]
         config: ConfigArgs,
@@ -72,7 +73,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::telemetry::init(config.log_format);
             let password = reset_password(&config, disable_totp).await?;
             println!("New one-time password for the admin: {password}");
-            println!("Log in with it and change it on the Account page.");
+            println!("Log in with it; berth then asks for a new password before anything else.");
             Ok(())
         }
     }
@@ -148,7 +149,7 @@ pub async fn reset_password(config: &Config, disable_totp: bool) -> anyhow::Resu
         .await?;
     let now = crate::store::now();
     let updated = sqlx::query!(
-        "UPDATE admin SET password_hash = ?, password_changed_at = ?, \
+        "UPDATE admin SET password_hash = ?, password_changed_at = ?, password_must_change = 1, \
          session_generation = session_generation + 1 WHERE id = 1",
         hash,
         now

@@ -46,7 +46,12 @@ impl Keys {
 
     #[cfg(test)]
     pub fn for_tests() -> Keys {
-        Keys { master: [7; 32] }
+        Keys::for_tests_with([7; 32])
+    }
+
+    #[cfg(test)]
+    pub fn for_tests_with(master: [u8; 32]) -> Keys {
+        Keys { master }
     }
 
     /// A purpose-bound subkey: HMAC-SHA256(master, purpose).

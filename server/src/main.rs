@@ -2,6 +2,12 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     return_large_frees_to_the_os();
+    // Everything berth writes (database, WAL, keys, certificates) is for its
+    // own user only, whatever the data dir's mode.
+    // SAFETY: umask only sets this process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -52,6 +52,17 @@ pub async fn open_data_dir(config: &Config) -> anyhow::Result<SqlitePool> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("Failed to restrict {}", dir.display()))?;
     }
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("Cannot read the data dir {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "the data dir is readable by other users; `chmod 700` it"
+        );
+    }
     crate::store::open(&config.db_path()).await
 }
 

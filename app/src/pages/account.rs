@@ -29,6 +29,11 @@ fn PasswordSection() -> impl IntoView {
     let error = RwSignal::new(None::<ClientError>);
     let done = RwSignal::new(false);
 
+    let auth = expect_context::<Auth>();
+    let must_change = move || {
+        auth.me
+            .with(|m| m.as_ref().is_some_and(|m| m.must_change_password))
+    };
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         done.set(false);
@@ -54,6 +59,9 @@ fn PasswordSection() -> impl IntoView {
                         s.set(String::new());
                     }
                     done.set(true);
+                    if let Ok(me) = client::get::<Me>("/api/v1/me").await {
+                        auth.signed_in(me);
+                    }
                 }
                 Err(e) => error.set(Some(e)),
             }
@@ -63,6 +71,11 @@ fn PasswordSection() -> impl IntoView {
     view! {
         <section aria-labelledby="password-heading">
             <h2 id="password-heading">"Password"</h2>
+            {move || must_change().then(|| view! {
+                <p class="notice" role="alert" data-testid="must-change-password">
+                    "Your password was reset with a one-time password. Choose a new one to continue."
+                </p>
+            })}
             <ErrorMessage error/>
             {move || done.get().then(|| view! {
                 <p class="success" role="status">"Password changed. Every other session has been logged out."</p>

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_meta::Title;
 use leptos_router::components::A;
-use leptos_router::hooks::use_navigate;
+use leptos_router::hooks::{use_location, use_navigate};
 
 use super::CAPABILITIES;
 use crate::api::{Me, SetupStatus};
@@ -58,6 +58,20 @@ pub fn Frame(title: &'static str, children: ChildrenFn) -> impl IntoView {
                     Err(e) => failure.set(Some(e)),
                 }
             });
+        }
+    });
+
+    // After a password reset, the only way on is through the Account page.
+    let pathname = use_location().pathname;
+    Effect::new({
+        let navigate = navigate.clone();
+        move |_| {
+            let must = auth
+                .me
+                .with(|m| m.as_ref().is_some_and(|m| m.must_change_password));
+            if must && pathname.get() != "/account" {
+                navigate("/account", Default::default());
+            }
         }
     });
 

@@ -25,10 +25,20 @@ async fn confirm_password(
     candidate: String,
     action: &str,
 ) -> Result<()> {
+    // Same limits as login: a stolen session must not become a fast oracle
+    // for the admin's password.
+    let delay = state
+        .throttle
+        .begin(&caller.username, caller.ip, std::time::Instant::now())
+        .map_err(|retry| ApiError::TooManyRequests {
+            retry_after_secs: retry.as_secs().max(1),
+        })?;
+    tokio::time::sleep(delay).await;
     let hash = sqlx::query_scalar!("SELECT password_hash FROM admin WHERE id = 1")
         .fetch_one(&state.db)
         .await?;
     if state.passwords.verify(candidate, Some(hash)).await? {
+        state.throttle.succeeded(&caller.username, caller.ip);
         return Ok(());
     }
     audit::record(
@@ -66,7 +76,7 @@ pub async fn change_password(
     let hash = state.passwords.hash(req.new_password).await?;
     let now = crate::store::now();
     let generation = sqlx::query_scalar!(
-        "UPDATE admin SET password_hash = ?, password_changed_at = ?, \
+        "UPDATE admin SET password_hash = ?, password_changed_at = ?, password_must_change = 0, \
          session_generation = session_generation + 1 WHERE id = 1 \
          RETURNING session_generation",
         hash,
@@ -126,6 +136,16 @@ pub async fn totp_enrol(
     sqlx::query!("UPDATE admin SET totp_pending = ? WHERE id = 1", sealed)
         .execute(&state.db)
         .await?;
+    audit::record(
+        &state.db,
+        Event::new(
+            &caller.actor,
+            Some(caller.ip),
+            "account.totp.enrol",
+            Outcome::Success,
+        ),
+    )
+    .await?;
     let otpauth_uri = totp::otpauth_uri(&secret, &caller.username)?;
     Ok(Json(TotpEnrolment {
         secret: totp::base32(&secret)?,

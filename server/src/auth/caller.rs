@@ -111,14 +111,32 @@ impl FromRequestParts<AppState> for Caller {
             session.flush().await.map_err(anyhow::Error::from)?;
             return Err(ApiError::Unauthorized("session expired; log in again"));
         }
-        let admin = sqlx::query!("SELECT username, session_generation FROM admin WHERE id = 1")
-            .fetch_optional(&state.db)
-            .await?;
+        let admin = sqlx::query!(
+            "SELECT username, session_generation, password_must_change AS \"must_change: bool\" \
+             FROM admin WHERE id = 1"
+        )
+        .fetch_optional(&state.db)
+        .await?;
         let Some(admin) = admin.filter(|a| a.session_generation == auth.generation) else {
             // The password changed (or was reset) since this session began.
             session.flush().await.map_err(anyhow::Error::from)?;
             return Err(ApiError::Unauthorized("session ended; log in again"));
         };
+
+        // After `berth admin reset-password` the session may only read who it
+        // is, set a new password, or log out.
+        // Nested routers see their path with the prefix stripped; the
+        // original URI has it whole.
+        let path = parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or_else(|| parts.uri.path().to_owned(), |u| u.path().to_owned());
+        if admin.must_change && !allowed_before_password_change(&parts.method, &path) {
+            return Err(ApiError::Forbidden(
+                "password_change_required",
+                "set a new password first (Account page or POST /api/v1/account/password)".into(),
+            ));
+        }
 
         if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
             let sent = parts
@@ -145,4 +163,13 @@ impl FromRequestParts<AppState> for Caller {
             },
         })
     }
+}
+
+fn allowed_before_password_change(method: &Method, path: &str) -> bool {
+    matches!(
+        (method, path),
+        (&Method::GET, "/api/v1/me")
+            | (&Method::POST, "/api/v1/account/password")
+            | (&Method::POST, "/api/v1/auth/logout")
+    )
 }

@@ -52,17 +52,6 @@ pub async fn login(
         }
     };
 
-    if let Err(retry) = state.throttle.check(&claimed, ip, Instant::now()) {
-        fail("throttled", Outcome::Denied).await?;
-        return Err(ApiError::TooManyRequests {
-            retry_after_secs: retry.as_secs().max(1),
-        });
-    }
-    let delay = state.throttle.account_delay(&claimed, Instant::now());
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-
     let admin = sqlx::query!(
         "SELECT username, password_hash, session_generation, totp_secret, totp_last_step \
          FROM admin WHERE id = 1"
@@ -70,6 +59,26 @@ pub async fn login(
     .fetch_optional(&state.db)
     .await?
     .filter(|a| a.username == claimed);
+    // Every name that is not the admin's shares one account bucket, so made-up
+    // usernames cannot flood the throttle's tables.
+    let account = match &admin {
+        Some(a) => a.username.clone(),
+        None => "(unknown user)".to_string(),
+    };
+    // Counted as a failure from here on unless it succeeds (see throttle.rs).
+    let delay = match state.throttle.begin(&account, ip, Instant::now()) {
+        Ok(delay) => delay,
+        Err(retry) => {
+            fail("throttled", Outcome::Denied).await?;
+            return Err(ApiError::TooManyRequests {
+                retry_after_secs: retry.as_secs().max(1),
+            });
+        }
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+
     let ok = state
         .passwords
         .verify(
@@ -78,24 +87,25 @@ pub async fn login(
         )
         .await?;
     let Some(admin) = admin.filter(|_| ok) else {
-        state.throttle.record_failure(&claimed, ip, Instant::now());
         fail("bad credentials", Outcome::Failure).await?;
         return Err(BAD_CREDENTIALS);
     };
 
     if let Some(sealed) = &admin.totp_secret {
         let Some(code) = req.totp_code.as_deref().filter(|c| !c.trim().is_empty()) else {
+            // Still counted as an attempt: otherwise password-only requests
+            // would reset the counter between guesses at the code.
+            fail("second factor required", Outcome::Failure).await?;
             return Err(ApiError::TotpRequired);
         };
         let secret = state.keys.open(totp::SEAL_PURPOSE, sealed)?;
         if !second_factor_accepted(&state, &secret, code, admin.totp_last_step).await? {
-            state.throttle.record_failure(&claimed, ip, Instant::now());
             fail("bad second factor", Outcome::Failure).await?;
             return Err(ApiError::Unauthorized("invalid authentication code"));
         }
     }
 
-    state.throttle.record_success(&claimed, ip);
+    state.throttle.succeeded(&account, ip);
     let csrf_token = session::start(&session, admin.session_generation).await?;
     audit::record(
         &state.db,
@@ -171,8 +181,9 @@ pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Sta
     responses((status = 200, body = Me), (status = 401, body = ErrorBody)),
     security(("session" = []), ("bearer" = [])))]
 pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me>> {
-    let totp_enabled = sqlx::query_scalar!(
-        "SELECT totp_secret IS NOT NULL AS \"enabled!: bool\" FROM admin WHERE id = 1"
+    let admin = sqlx::query!(
+        "SELECT totp_secret IS NOT NULL AS \"totp_enabled!: bool\", \
+         password_must_change AS \"must_change: bool\" FROM admin WHERE id = 1"
     )
     .fetch_one(&state.db)
     .await?;
@@ -185,6 +196,7 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me
         auth: auth.into(),
         scopes: caller.scopes(),
         csrf_token,
-        totp_enabled,
+        totp_enabled: admin.totp_enabled,
+        must_change_password: admin.must_change,
     }))
 }

@@ -10,7 +10,10 @@
 //!   a delay (capped) before the password is checked. Many addresses guessing
 //!   at once are slowed down together; the admin still gets in, a little later.
 //!
-//! Time is passed in (`now`), so the rules are tested without sleeping.
+//! Each attempt counts as a failure from the moment it begins (under the
+//! lock) and is taken back when it succeeds, so parallel requests cannot slip
+//! past the limit. Time is passed in (`now`), so the rules are tested without
+//! sleeping.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -55,64 +58,63 @@ impl LoginThrottle {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `Err(retry_after)` when this client may not try this account now.
-    pub fn check(&self, username: &str, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+    /// Starts an attempt on `username` from `ip`. The attempt is counted as a
+    /// failure at once, under the lock, so that parallel requests cannot all
+    /// pass the check before any of them fails; `succeeded` takes it back.
+    ///
+    /// `Ok(delay)`: go ahead after waiting `delay`. `Err(retry_after)`: this
+    /// client may not try this account now.
+    pub fn begin(&self, username: &str, ip: IpAddr, now: Instant) -> Result<Duration, Duration> {
         let mut s = self.state();
-        let Some(q) = s.per_client.get_mut(&(key(username), ip)) else {
-            return Ok(());
-        };
-        prune(q, now);
-        if q.len() >= MAX_FAILURES_PER_CLIENT {
-            let oldest = *q.front().expect("non-empty");
-            return Err(WINDOW.saturating_sub(now.duration_since(oldest)));
+        let account = key(username);
+        let client = (account.clone(), ip);
+        if let Some(q) = s.per_client.get_mut(&client) {
+            prune(q, now);
+            if q.len() >= MAX_FAILURES_PER_CLIENT {
+                let oldest = *q.front().expect("non-empty");
+                return Err(WINDOW.saturating_sub(now.duration_since(oldest)));
+            }
         }
-        Ok(())
-    }
-
-    /// How long to wait before checking a password for this account.
-    pub fn account_delay(&self, username: &str, now: Instant) -> Duration {
-        let mut s = self.state();
-        let Some(q) = s.per_account.get_mut(&key(username)) else {
-            return Duration::ZERO;
-        };
-        prune(q, now);
-        let over = q.len().saturating_sub(FREE_ACCOUNT_FAILURES) as u32;
-        (DELAY_STEP * over).min(MAX_DELAY)
-    }
-
-    pub fn record_failure(&self, username: &str, ip: IpAddr, now: Instant) {
-        let mut s = self.state();
-        if s.per_client.len() >= MAX_KEYS {
-            s.per_client.retain(|_, q| {
+        let delay = match s.per_account.get_mut(&account) {
+            Some(q) => {
                 prune(q, now);
-                !q.is_empty()
-            });
-        }
-        if s.per_account.len() >= MAX_KEYS {
-            s.per_account.retain(|_, q| {
-                prune(q, now);
-                !q.is_empty()
-            });
-        }
-        if s.per_client.len() < MAX_KEYS {
-            s.per_client
-                .entry((key(username), ip))
-                .or_default()
-                .push_back(now);
-        }
-        if s.per_account.len() < MAX_KEYS {
-            s.per_account
-                .entry(key(username))
-                .or_default()
-                .push_back(now);
-        }
+                let over = q.len().saturating_sub(FREE_ACCOUNT_FAILURES) as u32;
+                (DELAY_STEP * over).min(MAX_DELAY)
+            }
+            None => Duration::ZERO,
+        };
+        push(&mut s.per_client, client, now);
+        push(&mut s.per_account, account, now);
+        Ok(delay)
     }
 
-    /// A successful login forgets this client's failures on the account.
-    pub fn record_success(&self, username: &str, ip: IpAddr) {
+    /// The attempt begun by this client succeeded: forget its failures on the
+    /// account and take its attempt back from the account's count.
+    pub fn succeeded(&self, username: &str, ip: IpAddr) {
         let mut s = self.state();
-        s.per_client.remove(&(key(username), ip));
+        let account = key(username);
+        s.per_client.remove(&(account.clone(), ip));
+        if let Some(q) = s.per_account.get_mut(&account) {
+            q.pop_back();
+        }
     }
+}
+
+/// Appends a failure time to `k`'s queue. A key already present is always
+/// counted, so flooding the table cannot switch throttling off for a client
+/// or account already under watch; a full table (after dropping expired
+/// entries) takes no new keys until entries expire.
+fn push<K: std::hash::Hash + Eq>(map: &mut HashMap<K, VecDeque<Instant>>, k: K, now: Instant) {
+    if !map.contains_key(&k) && map.len() >= MAX_KEYS {
+        map.retain(|_, q| {
+            prune(q, now);
+            !q.is_empty()
+        });
+        if map.len() >= MAX_KEYS {
+            return;
+        }
+    }
+    map.entry(k).or_default().push_back(now);
 }
 
 #[cfg(test)]
@@ -123,41 +125,63 @@ mod tests {
         IpAddr::from([192, 0, 2, last])
     }
 
-    #[test]
-    fn five_failures_from_one_client_block_that_client_only() {
-        let t = LoginThrottle::default();
-        let start = Instant::now();
-        for i in 0..5 {
-            assert!(t.check("Admin", ip(1), start).is_ok(), "attempt {i}");
-            t.record_failure("admin", ip(1), start + Duration::from_secs(i));
-        }
-        let now = start + Duration::from_secs(10);
-        let retry = t.check("admin", ip(1), now).unwrap_err();
-        assert_eq!(retry, WINDOW - Duration::from_secs(10));
-        assert!(
-            t.check("admin", ip(2), now).is_ok(),
-            "another address is not blocked"
-        );
-        assert!(
-            t.check("other", ip(1), now).is_ok(),
-            "another account is not blocked"
-        );
-        // Once the oldest failure leaves the window the client may try again.
-        assert!(t.check("admin", ip(1), start + WINDOW).is_ok());
+    fn fail(
+        t: &LoginThrottle,
+        user: &str,
+        from: IpAddr,
+        now: Instant,
+    ) -> Result<Duration, Duration> {
+        t.begin(user, from, now)
     }
 
     #[test]
-    fn success_resets_the_client_counter() {
+    fn five_attempts_from_one_client_block_that_client_only() {
+        let t = LoginThrottle::default();
+        let start = Instant::now();
+        for i in 0..5 {
+            assert!(
+                fail(&t, "Admin", ip(1), start + Duration::from_secs(i)).is_ok(),
+                "attempt {i}"
+            );
+        }
+        let now = start + Duration::from_secs(10);
+        let retry = t.begin("admin", ip(1), now).unwrap_err();
+        assert_eq!(retry, WINDOW - Duration::from_secs(10));
+        assert!(
+            t.begin("admin", ip(2), now).is_ok(),
+            "another address is not blocked"
+        );
+        assert!(
+            t.begin("other", ip(1), now).is_ok(),
+            "another account is not blocked"
+        );
+        // Once the oldest failure leaves the window the client may try again.
+        assert!(t.begin("admin", ip(1), start + WINDOW).is_ok());
+    }
+
+    #[test]
+    fn parallel_attempts_are_counted_before_any_of_them_finishes() {
+        let t = LoginThrottle::default();
+        let now = Instant::now();
+        // Ten requests arrive together; none has failed yet.
+        let admitted = (0..10)
+            .filter(|_| t.begin("admin", ip(1), now).is_ok())
+            .count();
+        assert_eq!(admitted, MAX_FAILURES_PER_CLIENT);
+    }
+
+    #[test]
+    fn success_takes_the_attempt_back_and_resets_the_client() {
         let t = LoginThrottle::default();
         let now = Instant::now();
         for _ in 0..4 {
-            t.record_failure("admin", ip(1), now);
+            fail(&t, "admin", ip(1), now).unwrap();
         }
-        t.record_success("admin", ip(1));
-        for _ in 0..4 {
-            t.record_failure("admin", ip(1), now);
+        t.begin("admin", ip(1), now).unwrap();
+        t.succeeded("admin", ip(1));
+        for _ in 0..5 {
+            assert!(t.begin("admin", ip(1), now).is_ok());
         }
-        assert!(t.check("admin", ip(1), now).is_ok());
     }
 
     #[test]
@@ -165,20 +189,46 @@ mod tests {
         let t = LoginThrottle::default();
         let now = Instant::now();
         for i in 0..10 {
-            t.record_failure("admin", ip(i), now);
+            assert_eq!(fail(&t, "admin", ip(i), now).unwrap(), Duration::ZERO);
         }
-        assert_eq!(t.account_delay("admin", now), Duration::ZERO);
         for i in 10..14 {
-            t.record_failure("admin", ip(i), now);
+            fail(&t, "admin", ip(i), now).unwrap();
         }
-        assert_eq!(t.account_delay("admin", now), Duration::from_millis(1000));
-        for i in 14..200 {
-            t.record_failure("admin", ip(i), now);
+        assert_eq!(
+            t.begin("admin", ip(14), now).unwrap(),
+            Duration::from_millis(1000)
+        );
+        for i in 15..200 {
+            fail(&t, "admin", ip(i), now).unwrap();
         }
-        assert_eq!(t.account_delay("admin", now), MAX_DELAY);
-        // The admin's own address was never blocked outright.
-        assert!(t.check("admin", ip(250), now).is_ok());
+        // The admin's own address is never blocked outright, only slowed.
+        assert_eq!(t.begin("admin", ip(250), now).unwrap(), MAX_DELAY);
         // And the slowdown ends with the window.
-        assert_eq!(t.account_delay("admin", now + WINDOW), Duration::ZERO);
+        assert_eq!(
+            t.begin("admin", ip(251), now + WINDOW).unwrap(),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn a_table_flooded_with_made_up_names_still_counts_the_real_account() {
+        let t = LoginThrottle::default();
+        let now = Instant::now();
+        fail(&t, "admin", ip(1), now).unwrap();
+        for i in 0..MAX_KEYS + 50 {
+            fail(
+                &t,
+                &format!("bogus{i}"),
+                ip(2),
+                now + Duration::from_millis(1),
+            )
+            .unwrap();
+        }
+        for _ in 0..4 {
+            fail(&t, "admin", ip(1), now + Duration::from_millis(2)).unwrap();
+        }
+        assert!(t
+            .begin("admin", ip(1), now + Duration::from_millis(3))
+            .is_err());
     }
 }

@@ -12,11 +12,10 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderName, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{middleware, Extension, Json, Router};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
@@ -121,6 +120,46 @@ async fn api_not_found() -> ApiError {
     ApiError::NotFound("no such API route".into())
 }
 
+async fn api_method_not_allowed() -> ApiError {
+    ApiError::BadRequest {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        field: None,
+        message: "this route does not take that method".into(),
+    }
+}
+
+/// Ends a request that takes longer than `REQUEST_TIMEOUT` with a JSON 408
+/// (tower-http's layer would answer with an empty body).
+async fn time_limit(
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::BadRequest {
+            status: StatusCode::REQUEST_TIMEOUT,
+            code: "timeout",
+            field: None,
+            message: format!(
+                "the request took longer than {} s",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+        }
+        .into_response(),
+    }
+}
+
+/// Records the matched route in the request's span; only known after routing.
+async fn record_route(
+    path: axum::extract::MatchedPath,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    tracing::Span::current().record("route", path.as_str());
+    next.run(req).await
+}
+
 pub fn router(state: AppState, sessions: SqliteStore) -> Router {
     let (api, spec) = api_routes().split_for_parts();
     let tls = state.config.uses_tls();
@@ -142,7 +181,9 @@ pub fn router(state: AppState, sessions: SqliteStore) -> Router {
         )));
 
     let api = api
+        .route_layer(middleware::from_fn(record_route))
         .fallback(api_not_found)
+        .method_not_allowed_fallback(api_method_not_allowed)
         .layer(Extension(Arc::new(spec)))
         .layer(middleware::from_fn(headers::refuse_cross_origin))
         .layer(session_layer)
@@ -158,25 +199,21 @@ pub fn router(state: AppState, sessions: SqliteStore) -> Router {
             state.clone(),
             headers::security_headers,
         ))
-        .layer(RequestBodyLimitLayer::new(MAX_API_BODY * 4))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
+        .layer(middleware::from_fn(time_limit))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
-                let route = req
-                    .extensions()
-                    .get::<axum::extract::MatchedPath>()
-                    .map(|p| p.as_str().to_owned())
-                    .unwrap_or_default();
                 let id = req
                     .headers()
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
-                tracing::info_span!("http", method = %req.method(), route, request_id = id)
+                tracing::info_span!(
+                    "http",
+                    method = %req.method(),
+                    route = tracing::field::Empty,
+                    request_id = id
+                )
             }),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))

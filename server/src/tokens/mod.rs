@@ -288,6 +288,10 @@ mod tests {
         )
         .unwrap();
         assert!(signer.verify(&other).is_none(), "HS512 with the right key");
+
+        let stranger = TokenSigner::new(&Keys::for_tests_with([9; 32]));
+        let foreign = stranger.sign(&claims(now() + 60)).unwrap();
+        assert!(signer.verify(&foreign).is_none(), "HS256 with another key");
     }
 
     #[test]

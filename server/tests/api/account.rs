@@ -125,11 +125,12 @@ async fn with_totp_enrolled_login_needs_a_code_and_recovery_codes_work_once() {
         .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     // A code from the previous step still counts (clock skew), and is then used up.
+    let confirm_code = code_for(&secret, -1);
     let r = app
         .post(
             "/account/totp/confirm",
             &csrf,
-            json!({ "code": code_for(&secret, -1) }),
+            json!({ "code": confirm_code }),
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -159,6 +160,11 @@ async fn with_totp_enrolled_login_needs_a_code_and_recovery_codes_work_once() {
         }
     };
     assert_eq!(with("123456".into()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        with(confirm_code.clone()).await,
+        StatusCode::UNAUTHORIZED,
+        "the code used to confirm enrolment is used up"
+    );
     let current = code_for(&secret, 0);
     assert_eq!(with(current.clone()).await, StatusCode::OK);
     assert_eq!(

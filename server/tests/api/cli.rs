@@ -46,8 +46,6 @@ async fn reset_password_works_offline_ends_sessions_and_is_audited() {
         app.login_as(&client(), USERNAME, &password).await.status(),
         StatusCode::OK
     );
-    let page: Value = app.get("/audit").await.json().await.unwrap();
-    let _ = page;
     let actions = app.audit_actions().await;
     assert!(actions.contains(&("admin.reset_password".into(), "success".into())));
     assert!(!app.audit_dump().await.contains(&password));
@@ -149,4 +147,54 @@ fn serve_prints_the_setup_token_and_stops_gracefully_on_sigterm() {
         assert!(std::time::Instant::now() < deadline, "berth did not stop");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[tokio::test]
+async fn the_reset_password_allows_nothing_but_choosing_a_new_password() {
+    let app = spawn_app().await;
+    app.setup().await;
+    let password = berth::cli::reset_password(&app.state.config, false)
+        .await
+        .unwrap();
+    let c = client();
+    let r = app.login_as(&c, USERNAME, &password).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let csrf = r.json::<Value>().await.unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let me: Value = c
+        .get(app.api("/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["must_change_password"], true);
+    let r = c.get(app.api("/tokens")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_of(r).await.0, "password_change_required");
+
+    let r = c
+        .post(app.api("/account/password"))
+        .header("X-CSRF-Token", &csrf)
+        .json(&serde_json::json!({ "current_password": password, "new_password": "my own new passphrase" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        c.get(app.api("/tokens")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let me: Value = c
+        .get(app.api("/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["must_change_password"], false);
 }

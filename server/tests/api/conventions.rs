@@ -245,3 +245,43 @@ async fn settings_are_validated_and_stored() {
         json!({ "panel_domain": "panel.example.com", "acme_email": "ops@example.com" })
     );
 }
+
+#[tokio::test]
+async fn a_wrong_method_on_an_api_route_is_a_json_405() {
+    let app = spawn_app().await;
+    let r = client().delete(app.api("/setup")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(error_of(r).await.0, "method_not_allowed");
+}
+
+/// Every `/api/v1` route is registered through utoipa-axum's `routes!`, which
+/// puts it in the spec. A plain `.route(` would bypass that, so the only one
+/// allowed in the server's source is `/health`, outside the API.
+#[test]
+fn no_api_route_is_registered_outside_the_openapi_router() {
+    fn visit(dir: &std::path::Path, hits: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                visit(&path, hits);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (i, line) in text.lines().enumerate() {
+                    if line.contains(".route(") && !line.contains(".route(\"/health\"") {
+                        hits.push(format!("{}:{}: {}", path.display(), i + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    let mut hits = Vec::new();
+    visit(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut hits,
+    );
+    assert!(
+        hits.is_empty(),
+        "routes outside the OpenAPI router:\n{}",
+        hits.join("\n")
+    );
+}

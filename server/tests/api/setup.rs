@@ -39,8 +39,11 @@ async fn setup_with_a_wrong_or_missing_token_is_403_and_creates_nothing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(error_of(r).await.1.as_deref(), Some("token"));
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "a missing token is a wrong token"
+    );
     assert_eq!(app.admin_count().await, 0);
     assert!(app.data_dir.path().join("setup-token").exists());
 }
@@ -149,5 +152,22 @@ async fn a_restart_without_an_admin_issues_a_new_token_and_with_one_issues_none(
         .unwrap();
     let second = std::fs::read_to_string(dir.join("setup-token")).unwrap();
     assert_ne!(first, second.trim());
-    drop(again);
+    assert!(again.state.setup.accepts(second.trim()));
+    assert!(!again.state.setup.accepts(&first), "the old token is dead");
+
+    // With an admin in place, a restart issues no token at all.
+    let c = client();
+    let r = c
+        .post(format!("{}/api/v1/setup", again.url()))
+        .json(&json!({ "token": second.trim(), "username": "admin", "password": PASSWORD }))
+        .send();
+    let serve = tokio::spawn(again.run_until_stopped());
+    assert_eq!(r.await.unwrap().status(), StatusCode::CREATED);
+    serve.abort();
+    let third = berth::startup::Application::build(berth::config::Config::for_tests(&dir))
+        .await
+        .unwrap();
+    assert!(!dir.join("setup-token").exists());
+    assert!(!third.state.setup.accepts(second.trim()));
+    assert!(!third.state.setup.accepts(""));
 }
