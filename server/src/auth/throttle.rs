@@ -70,9 +70,8 @@ impl LoginThrottle {
         let client = (account.clone(), ip);
         if let Some(q) = s.per_client.get_mut(&client) {
             prune(q, now);
-            if q.len() >= MAX_FAILURES_PER_CLIENT {
-                let oldest = *q.front().expect("non-empty");
-                return Err(WINDOW.saturating_sub(now.duration_since(oldest)));
+            if let (true, Some(oldest)) = (q.len() >= MAX_FAILURES_PER_CLIENT, q.front()) {
+                return Err(WINDOW.saturating_sub(now.duration_since(*oldest)));
             }
         }
         let delay = match s.per_account.get_mut(&account) {
