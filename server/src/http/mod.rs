@@ -116,8 +116,10 @@ async fn health(State(state): State<AppState>) -> Result<Json<app::api::Health>,
     }))
 }
 
+/// Also the whole router's fallback once merged: any path that is neither an
+/// API route nor a panel page answers this JSON 404.
 async fn api_not_found() -> ApiError {
-    ApiError::NotFound("no such API route".into())
+    ApiError::NotFound("no such route".into())
 }
 
 async fn api_method_not_allowed() -> ApiError {
