@@ -1,3 +1,5 @@
+use std::time::Instant;
+
 use app::api::{ErrorBody, SessionInfo, SetupRequest, SetupStatus};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,6 +14,10 @@ use crate::http::error::{ApiError, Result};
 use crate::http::json::ApiJson;
 use crate::startup::AppState;
 
+/// Throttle bucket for wrong setup tokens (not a username: those are
+/// validated and cannot contain parentheses).
+const SETUP_BUCKET: &str = "(setup)";
+
 /// Whether the first-run setup is still to be done.
 #[utoipa::path(get, path = "/setup", tag = "setup",
     responses((status = 200, body = SetupStatus)))]
@@ -25,7 +31,8 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<SetupStatus>> 
 /// them in.
 #[utoipa::path(post, path = "/setup", tag = "setup", request_body = SetupRequest,
     responses((status = 201, body = SessionInfo), (status = 403, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 429, body = ErrorBody)))]
 pub async fn complete(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -37,6 +44,14 @@ pub async fn complete(
         return Err(ApiError::Conflict(DONE.into()));
     }
     if !state.setup.accepts(&req.token) {
+        // The token cannot be guessed; the limit keeps a bot hammering a
+        // fresh berth from filling the audit log (5 entries per address per
+        // 15 minutes, then 429 without an entry).
+        if let Err(retry) = state.throttle.begin(SETUP_BUCKET, ip, Instant::now()) {
+            return Err(ApiError::TooManyRequests {
+                retry_after_secs: retry.as_secs().max(1),
+            });
+        }
         audit::record(
             &state.db,
             Event::new("anonymous", Some(ip), "setup.complete", Outcome::Denied)

@@ -171,3 +171,35 @@ async fn a_restart_without_an_admin_issues_a_new_token_and_with_one_issues_none(
     assert!(!third.state.setup.accepts(second.trim()));
     assert!(!third.state.setup.accepts(""));
 }
+
+#[tokio::test]
+async fn wrong_setup_tokens_are_limited_per_address_and_the_right_one_still_works() {
+    let app = spawn_app().await;
+    let wrong = json!({ "token": "guess", "username": "admin", "password": PASSWORD });
+    for _ in 0..5 {
+        let r = client()
+            .post(app.api("/setup"))
+            .json(&wrong)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    }
+    let r = client()
+        .post(app.api("/setup"))
+        .json(&wrong)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    let denied = app
+        .audit_actions()
+        .await
+        .iter()
+        .filter(|(a, o)| a == "setup.complete" && o == "denied")
+        .count();
+    assert_eq!(denied, 5, "the audit log does not grow past the limit");
+    app.setup().await;
+    assert_eq!(app.admin_count().await, 1);
+}
