@@ -128,10 +128,13 @@ pub struct Settings {
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
+    #[cfg_attr(feature = "ssr", schema(min_length = 1, max_length = 64))]
     pub name: String,
+    #[cfg_attr(feature = "ssr", schema(min_items = 1))]
     pub scopes: Vec<Scope>,
     /// 1..=3650; defaults to 90.
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(minimum = 1, maximum = 3650))]
     pub expires_in_days: Option<u32>,
 }
 

@@ -13,6 +13,7 @@ use crate::startup::AppState;
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Entries per page, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
     /// Return entries older than this id (from `next_before`).
     before: Option<i64>,

@@ -50,6 +50,17 @@ where
 }
 
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every request body of this API is an object. serde would also read a
+    // struct from an array (`["a", 1]`), which no client means to send.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        return Err(ApiError::BadRequest {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_body",
+            field: None,
+            message: "the request body must be a JSON object".into(),
+        });
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
@@ -120,6 +131,16 @@ mod tests {
             field_of(r#"{"name":"a","count":"x"}"#).as_deref(),
             Some("count")
         );
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_is_refused() {
+        match parse::<Body>(br#"["a", 1]"#).unwrap_err() {
+            ApiError::BadRequest { status, .. } => {
+                assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY)
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[test]

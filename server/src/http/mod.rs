@@ -103,7 +103,67 @@ async fn openapi_json(Extension(spec): Extension<Arc<Spec>>) -> Json<Spec> {
 }
 
 pub fn openapi() -> Spec {
-    api_routes().split_for_parts().1
+    split().1
+}
+
+/// The API router and its finished description.
+fn split() -> (Router<AppState>, Spec) {
+    let (router, mut spec) = api_routes().split_for_parts();
+    document_common_errors(&mut spec);
+    (router, spec)
+}
+
+/// Every operation can answer with the generic errors of the HTTP layer; the
+/// handlers' annotations list only their own. Adds the rest, so the document
+/// states every status a client can see.
+fn document_common_errors(spec: &mut Spec) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in spec.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+        ];
+        for op in ops.into_iter().flatten() {
+            let takes_body = op.request_body.is_some();
+            let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            let mut add = |code: &str, description: &str| {
+                op.responses
+                    .responses
+                    .entry(code.to_string())
+                    .or_insert_with(|| error(description).into());
+            };
+            add("400", "malformed request");
+            add("408", "the request took too long");
+            if takes_body {
+                add("413", "body larger than 64 KiB");
+                add("415", "body is not application/json");
+            }
+            if takes_body || op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+                add("422", "invalid content; `field` names it");
+            }
+            if secured {
+                add("401", "not authenticated");
+                add(
+                    "403",
+                    "not allowed: scope, CSRF token, origin or pending password change",
+                );
+            }
+            add("500", "internal error; details only in the server log");
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/health", tag = "meta",
@@ -163,7 +223,7 @@ async fn record_route(
 }
 
 pub fn router(state: AppState, sessions: SqliteStore) -> Router {
-    let (api, spec) = api_routes().split_for_parts();
+    let (api, spec) = split();
     let tls = state.config.uses_tls();
     let session_layer = SessionManagerLayer::new(sessions)
         // `__Host-` makes the browser insist on Secure, Path=/ and no Domain.
