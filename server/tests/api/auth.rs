@@ -167,10 +167,7 @@ async fn a_replayed_cookie_after_logout_is_refused() {
     app.setup().await;
     let r = app.login_as(&client(), USERNAME, PASSWORD).await;
     let cookie = session_cookie(&r);
-    let csrf = r.json::<Value>().await.unwrap()["csrf_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let csrf = csrf_of(r).await;
     let plain = reqwest::Client::new();
     let ok = plain
         .get(app.api("/me"))

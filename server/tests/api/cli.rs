@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use berth::config::Config;
 use reqwest::StatusCode;
-use serde_json::Value;
 
 use crate::helpers::*;
 
@@ -159,18 +158,8 @@ async fn the_reset_password_allows_nothing_but_choosing_a_new_password() {
     let c = client();
     let r = app.login_as(&c, USERNAME, &password).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let csrf = r.json::<Value>().await.unwrap()["csrf_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let me: Value = c
-        .get(app.api("/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let csrf = csrf_of(r).await;
+    let me = get_json(&c, app.api("/me")).await;
     assert_eq!(me["must_change_password"], true);
     let r = c.get(app.api("/tokens")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
@@ -188,13 +177,6 @@ async fn the_reset_password_allows_nothing_but_choosing_a_new_password() {
         c.get(app.api("/tokens")).send().await.unwrap().status(),
         StatusCode::OK
     );
-    let me: Value = c
-        .get(app.api("/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = get_json(&c, app.api("/me")).await;
     assert_eq!(me["must_change_password"], false);
 }

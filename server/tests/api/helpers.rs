@@ -70,10 +70,7 @@ impl TestApp {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::CREATED);
-        r.json::<Value>().await.unwrap()["csrf_token"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        csrf_of(r).await
     }
 
     pub async fn setup(&self) -> String {
@@ -84,10 +81,7 @@ impl TestApp {
     pub async fn login(&self, client: &Client) -> String {
         let r = self.login_as(client, USERNAME, PASSWORD).await;
         assert_eq!(r.status(), StatusCode::OK);
-        r.json::<Value>().await.unwrap()["csrf_token"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        csrf_of(r).await
     }
 
     pub async fn login_as(&self, client: &Client, user: &str, password: &str) -> Response {
@@ -174,4 +168,17 @@ pub fn session_cookie(r: &Response) -> String {
         .next()
         .unwrap()
         .to_string()
+}
+
+/// The `csrf_token` of a setup or login answer.
+pub async fn csrf_of(r: Response) -> String {
+    r.json::<Value>().await.unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// GET `url` with `client` and decode the JSON answer.
+pub async fn get_json(client: &Client, url: String) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
 }
