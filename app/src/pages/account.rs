@@ -30,10 +30,6 @@ fn PasswordSection() -> impl IntoView {
     let done = RwSignal::new(false);
 
     let auth = expect_context::<Auth>();
-    let must_change = move || {
-        auth.me
-            .with(|m| m.as_ref().is_some_and(|m| m.must_change_password))
-    };
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         done.set(false);
@@ -71,7 +67,7 @@ fn PasswordSection() -> impl IntoView {
     view! {
         <section aria-labelledby="password-heading">
             <h2 id="password-heading">"Password"</h2>
-            {move || must_change().then(|| view! {
+            {move || auth.must_change_password().then(|| view! {
                 <p class="notice" role="alert" data-testid="must-change-password">
                     "Your password was reset with a one-time password. Choose a new one to continue."
                 </p>

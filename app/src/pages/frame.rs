@@ -24,6 +24,12 @@ impl Auth {
         self.me.set(Some(me));
     }
 
+    /// True while the signed-in admin holds a reset (one-time) password.
+    pub fn must_change_password(&self) -> bool {
+        self.me
+            .with(|m| m.as_ref().is_some_and(|m| m.must_change_password))
+    }
+
     pub fn signed_out(&self) {
         client::set_csrf(None);
         self.me.set(None);
@@ -66,10 +72,7 @@ pub fn Frame(title: &'static str, children: ChildrenFn) -> impl IntoView {
     Effect::new({
         let navigate = navigate.clone();
         move |_| {
-            let must = auth
-                .me
-                .with(|m| m.as_ref().is_some_and(|m| m.must_change_password));
-            if must && pathname.get() != "/account" {
+            if auth.must_change_password() && pathname.get() != "/account" {
                 navigate("/account", Default::default());
             }
         }

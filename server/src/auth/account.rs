@@ -30,9 +30,7 @@ async fn confirm_password(
     let delay = state
         .throttle
         .begin(&caller.username, caller.ip, std::time::Instant::now())
-        .map_err(|retry| ApiError::TooManyRequests {
-            retry_after_secs: retry.as_secs().max(1),
-        })?;
+        .map_err(ApiError::too_many_requests)?;
     tokio::time::sleep(delay).await;
     let hash = sqlx::query_scalar!("SELECT password_hash FROM admin WHERE id = 1")
         .fetch_one(&state.db)

@@ -70,9 +70,7 @@ pub async fn login(
         Ok(delay) => delay,
         Err(retry) => {
             fail("throttled", Outcome::Denied).await?;
-            return Err(ApiError::TooManyRequests {
-                retry_after_secs: retry.as_secs().max(1),
-            });
+            return Err(ApiError::too_many_requests(retry));
         }
     };
     if !delay.is_zero() {

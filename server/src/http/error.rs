@@ -50,6 +50,13 @@ impl ApiError {
         }
     }
 
+    /// 429 for a throttled caller; `Retry-After` is at least one second.
+    pub fn too_many_requests(retry_after: std::time::Duration) -> ApiError {
+        ApiError::TooManyRequests {
+            retry_after_secs: retry_after.as_secs().max(1),
+        }
+    }
+
     pub fn forbidden(message: impl Into<String>) -> ApiError {
         ApiError::Forbidden("forbidden", message.into())
     }
@@ -118,10 +125,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(body)).into_response();
         match &self {
             ApiError::TooManyRequests { retry_after_secs } => {
-                response.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(retry_after_secs.max(&1).to_owned()),
-                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             ApiError::Unauthorized(_) => {
                 response.headers_mut().insert(

@@ -48,9 +48,7 @@ pub async fn complete(
         // fresh berth from filling the audit log (5 entries per address per
         // 15 minutes, then 429 without an entry).
         if let Err(retry) = state.throttle.begin(SETUP_BUCKET, ip, Instant::now()) {
-            return Err(ApiError::TooManyRequests {
-                retry_after_secs: retry.as_secs().max(1),
-            });
+            return Err(ApiError::too_many_requests(retry));
         }
         audit::record(
             &state.db,
