@@ -42,6 +42,14 @@ pub struct ConfigArgs {
     /// Log format: `text` or `json`.
     #[arg(long, env = "BERTH_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Docker engine to drive: `unix:///path`, `tcp://host:port` (TLS with
+    /// DOCKER_TLS_VERIFY and DOCKER_CERT_PATH). Default: DOCKER_HOST, else
+    /// the local socket.
+    #[arg(long, env = "BERTH_DOCKER_HOST")]
+    pub docker_host: Option<String>,
+    /// A host directory under which apps may bind-mount paths (repeatable).
+    #[arg(long = "bind-root", env = "BERTH_BIND_ROOTS", value_delimiter = ',')]
+    pub bind_roots: Vec<PathBuf>,
 }
 
 /// The file form of the configuration. Unknown keys are an error, so a typo
@@ -60,6 +68,8 @@ struct FileConfig {
     trusted_proxies: Option<Vec<String>>,
     session_idle_minutes: Option<u64>,
     session_absolute_hours: Option<u64>,
+    docker_host: Option<String>,
+    bind_roots: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +101,10 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     pub session_idle: Duration,
     pub session_absolute: Duration,
+    /// `None`: DOCKER_HOST or the local socket.
+    pub docker_host: Option<String>,
+    /// Host directories apps may bind-mount from; empty: none.
+    pub bind_roots: Vec<PathBuf>,
 }
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
@@ -174,7 +188,29 @@ impl Config {
             .or(file.site_dir)
             .unwrap_or_else(default_site_dir);
 
+        let docker_host = args.docker_host.clone().or(file.docker_host);
+        let mut bind_roots = if args.bind_roots.is_empty() {
+            file.bind_roots.unwrap_or_default()
+        } else {
+            args.bind_roots.clone()
+        };
+        for root in &mut bind_roots {
+            let clean = root.is_absolute()
+                && root
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
+            if !clean || root.as_os_str() == "/" {
+                bail!(
+                    "bind_roots: `{}` must be an absolute directory other than /, without `.` or `..`",
+                    root.display()
+                );
+            }
+            *root = root.components().collect();
+        }
+
         Ok(Config {
+            docker_host,
+            bind_roots,
             data_dir,
             listen,
             tls,
@@ -205,6 +241,8 @@ impl Config {
             trusted_proxies: Vec::new(),
             session_idle: Duration::from_secs(3600),
             session_absolute: Duration::from_secs(12 * 3600),
+            docker_host: None,
+            bind_roots: Vec::new(),
         }
     }
 }

@@ -4,11 +4,15 @@
 //! Data flows one way: `http` (routes) → capability services → `store` and
 //! adapters. Each capability lives in its own folder.
 
+#![recursion_limit = "512"]
+
+pub mod apps;
 pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod fault;
 pub mod http;
 pub mod settings;
 pub mod setup;

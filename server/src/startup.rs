@@ -26,6 +26,7 @@ use crate::tokens::TokenSigner;
 #[derive(Clone)]
 pub struct AppState {
     pub db: SqlitePool,
+    pub apps: Arc<crate::apps::Apps>,
     pub config: Arc<Config>,
     pub keys: Arc<Keys>,
     pub passwords: Arc<Passwords>,
@@ -93,7 +94,18 @@ impl Application {
             None => None,
         };
 
+        let engine = crate::apps::engine::Engine::connect(config.docker_host.as_deref())?;
+        let apps = Arc::new(crate::apps::Apps::new(
+            db.clone(),
+            engine,
+            config.bind_roots.clone(),
+        ));
+        // Follows Docker's events for the life of the process; resumes applies
+        // a crash interrupted.
+        tokio::spawn(apps.clone().watch());
+
         let state = AppState {
+            apps,
             db,
             tokens: Arc::new(TokenSigner::new(&keys)),
             keys: Arc::new(keys),

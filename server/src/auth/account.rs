@@ -18,7 +18,7 @@ use crate::http::json::ApiJson;
 use crate::startup::AppState;
 
 /// Checks the admin's current password, auditing a failure.
-async fn confirm_password(
+pub(crate) async fn confirm_password(
     state: &AppState,
     caller: &Caller,
     field: &str,

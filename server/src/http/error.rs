@@ -36,6 +36,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The engine refused what was asked of it; the message says why (502).
+    #[error("{0}")]
+    ApplyFailed(String),
+    /// A service berth depends on (the Docker engine) cannot be reached (503).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("too many attempts")]
     TooManyRequests { retry_after_secs: u64 },
     #[error(transparent)]
@@ -102,6 +108,13 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(code, m) => (StatusCode::FORBIDDEN, *code, None, m.clone()),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", None, m.clone()),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", None, m.clone()),
+            ApiError::ApplyFailed(m) => (StatusCode::BAD_GATEWAY, "apply_failed", None, m.clone()),
+            ApiError::Unavailable(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "engine_unavailable",
+                None,
+                m.clone(),
+            ),
             ApiError::TooManyRequests { retry_after_secs } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_requests",

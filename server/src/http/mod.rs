@@ -6,6 +6,7 @@ pub mod client_ip;
 pub mod error;
 pub mod headers;
 pub mod json;
+pub mod query;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +45,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
         (name = "tokens", description = "API tokens"),
         (name = "audit", description = "Audit log"),
         (name = "settings", description = "Panel settings"),
+        (name = "apps", description = "Apps: containers as desired state, planned and applied"),
+        (name = "engine", description = "The Docker engine's containers, images, volumes and networks"),
+        (name = "stacks", description = "Compose files as groups of apps"),
         (name = "meta", description = "This document"),
     )
 )]
@@ -75,6 +79,7 @@ impl Modify for SecuritySchemes {
 
 /// Every `/api/v1` route, with its OpenAPI description.
 pub fn api_routes() -> OpenApiRouter<AppState> {
+    use crate::apps::{engine_routes as engine, routes as apps, stacks};
     use crate::{audit, auth, settings, setup, tokens};
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest(
         "/api/v1",
@@ -91,6 +96,30 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
             .routes(routes!(tokens::routes::revoke))
             .routes(routes!(audit::routes::list))
             .routes(routes!(settings::routes::get, settings::routes::put))
+            .routes(routes!(apps::list, apps::create))
+            .routes(routes!(apps::get, apps::update, apps::delete))
+            .routes(routes!(apps::plan_now))
+            .routes(routes!(apps::start))
+            .routes(routes!(apps::stop))
+            .routes(routes!(apps::restart))
+            .routes(routes!(apps::redeploy))
+            .routes(routes!(apps::apply_now))
+            .routes(routes!(apps::logs))
+            .routes(routes!(apps::stats))
+            .routes(routes!(engine::containers))
+            .routes(routes!(engine::container_start))
+            .routes(routes!(engine::container_stop))
+            .routes(routes!(engine::container_restart))
+            .routes(routes!(engine::container_remove))
+            .routes(routes!(engine::images))
+            .routes(routes!(engine::image_remove))
+            .routes(routes!(engine::image_import))
+            .routes(routes!(engine::image_pull))
+            .routes(routes!(engine::image_pull_progress))
+            .routes(routes!(engine::volumes))
+            .routes(routes!(engine::networks))
+            .routes(routes!(stacks::list, stacks::create))
+            .routes(routes!(stacks::get, stacks::delete))
             .routes(routes!(openapi_json)),
     )
 }
@@ -191,13 +220,22 @@ async fn api_method_not_allowed() -> ApiError {
     }
 }
 
+/// Uploads of image tarballs may take long on a slow link.
+const IMPORT_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// Ends a request that takes longer than `REQUEST_TIMEOUT` with a JSON 408
-/// (tower-http's layer would answer with an empty body).
+/// (tower-http's layer would answer with an empty body). Streams (logs,
+/// stats) are not limited: the limit ends when the response starts.
 async fn time_limit(
     req: axum::extract::Request,
     next: middleware::Next,
 ) -> axum::response::Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+    let limit = if req.uri().path() == "/api/v1/images/import" {
+        IMPORT_TIMEOUT
+    } else {
+        REQUEST_TIMEOUT
+    };
+    match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => ApiError::BadRequest {
             status: StatusCode::REQUEST_TIMEOUT,
@@ -205,7 +243,7 @@ async fn time_limit(
             field: None,
             message: format!(
                 "the request took longer than {} s",
-                REQUEST_TIMEOUT.as_secs()
+                limit.as_secs()
             ),
         }
         .into_response(),

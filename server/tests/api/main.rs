@@ -2,6 +2,9 @@
 //! driven over HTTP.
 
 mod account;
+mod apps;
+mod crash;
+mod docker;
 mod audit;
 mod auth;
 mod cli;

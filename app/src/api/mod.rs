@@ -231,3 +231,6 @@ pub struct TotpDisable {
 pub struct RecoveryCodes {
     pub recovery_codes: Vec<String>,
 }
+
+mod apps;
+pub use apps::*;

@@ -1,0 +1,137 @@
+//! Carrying out a plan on the engine, in an order that keeps the app's
+//! previous container as long as possible: a recreation creates the new
+//! container first, swaps, and only removes the old one once the new one
+//! runs. If the new one fails to start, the old one is started again.
+
+use app::api::{ActionKind, AppSpec, DesiredState, PlannedAction};
+
+use super::engine::{Engine, EngineError, Observed};
+
+/// The temporary name of a replacement container during a swap.
+pub const NEXT_SUFFIX: &str = "_next";
+
+/// A failed step, worded for the admin.
+pub type StepError = String;
+
+fn say(step: &str, e: EngineError) -> StepError {
+    format!("{step}: {e}")
+}
+
+pub struct Target<'a> {
+    pub spec: &'a AppSpec,
+    pub hash: &'a str,
+    pub stack: Option<&'a str>,
+    pub current: Option<&'a Observed>,
+    pub strays: &'a [Observed],
+}
+
+/// Runs `actions` in order; returns the steps done before any failure.
+pub async fn execute(
+    engine: &Engine,
+    t: &Target<'_>,
+    actions: &[PlannedAction],
+) -> Result<(), StepError> {
+    let mut strays = t.strays.iter();
+    let mut created: Option<String> = None;
+    for step in actions {
+        match step.action {
+            ActionKind::Remove => {
+                // Strays come first in a plan; a plan for deletion removes the
+                // app's own container.
+                let id = match strays.next() {
+                    Some(stray) => &stray.id,
+                    None => match t.current {
+                        Some(c) => &c.id,
+                        None => continue,
+                    },
+                };
+                engine.remove(id).await.map_err(|e| say("removing a container", e))?;
+            }
+            ActionKind::Create => {
+                engine
+                    .ensure_dependencies(t.spec)
+                    .await
+                    .map_err(|e| say("preparing networks and volumes", e))?;
+                let id = engine
+                    .create(t.spec, t.hash, t.stack, &t.spec.name)
+                    .await
+                    .map_err(|e| say("creating the container", e))?;
+                created = Some(id);
+            }
+            ActionKind::Start => {
+                let id = created
+                    .as_deref()
+                    .or(t.current.map(|c| c.id.as_str()))
+                    .ok_or("nothing to start")?;
+                engine
+                    .start(id)
+                    .await
+                    .map_err(|e| say("starting the container", e))?;
+            }
+            ActionKind::Stop => {
+                if let Some(c) = t.current {
+                    engine.stop(&c.id).await.map_err(|e| say("stopping the container", e))?;
+                }
+            }
+            ActionKind::Restart => {
+                if let Some(c) = t.current {
+                    engine
+                        .restart(&c.id)
+                        .await
+                        .map_err(|e| say("restarting the container", e))?;
+                }
+            }
+            ActionKind::Recreate => recreate(engine, t).await?,
+        }
+    }
+    Ok(())
+}
+
+async fn recreate(engine: &Engine, t: &Target<'_>) -> Result<(), StepError> {
+    let Some(old) = t.current else {
+        return Err("no container to recreate".into());
+    };
+    engine
+        .ensure_dependencies(t.spec)
+        .await
+        .map_err(|e| say("preparing networks and volumes", e))?;
+    let next_name = format!("{}{NEXT_SUFFIX}", t.spec.name);
+    let new_id = engine
+        .create(t.spec, t.hash, t.stack, &next_name)
+        .await
+        .map_err(|e| say("creating the new container (the old one still runs)", e))?;
+
+    let was_running = old.running;
+    if was_running {
+        if let Err(e) = engine.stop(&old.id).await {
+            let _ = engine.remove(&new_id).await;
+            return Err(say("stopping the old container (it still runs)", e));
+        }
+    }
+    crate::fault::pause_point("apply.recreate.after_stop").await;
+
+    if t.spec.state == DesiredState::Running {
+        if let Err(e) = engine.start(&new_id).await {
+            let _ = engine.remove(&new_id).await;
+            let restored = if was_running {
+                match engine.start(&old.id).await {
+                    Ok(()) => "the previous container is running again",
+                    Err(_) => "the previous container could not be started again",
+                }
+            } else {
+                "the previous container is left as it was"
+            };
+            return Err(format!("the new container failed to start: {e}; {restored}"));
+        }
+    }
+    // From here the new container serves; the old one only has to go.
+    engine
+        .remove(&old.id)
+        .await
+        .map_err(|e| say("removing the old container", e))?;
+    engine
+        .rename(&new_id, &t.spec.name)
+        .await
+        .map_err(|e| say("renaming the new container", e))?;
+    Ok(())
+}
