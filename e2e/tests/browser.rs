@@ -1,7 +1,9 @@
 //! The panel in a real browser: Debian's Chromium driven through chromedriver.
 //! From a fresh start: read the setup token, finish the wizard, reach the
 //! dashboard, create an API token, log out, log in again, enrol a TOTP second
-//! factor, log in with a recovery code, recover from a CLI password reset.
+//! factor, log in with a recovery code, recover from a CLI password reset;
+//! and create an app (a container on the real Docker engine), see it running
+//! and read its logs.
 //! Every step leaves a screenshot in `e2e/screenshots/`; a passing run removes
 //! them, a failing run keeps them (as does BERTH_E2E_KEEP_SCREENSHOTS=1).
 
@@ -231,6 +233,8 @@ async fn steps(run: &mut Run, data: &Path) {
     run.shot("dashboard").await;
     assert!(!data.join("setup-token").exists(), "setup token removed");
 
+    apps(run).await;
+
     // Create an API token; its value is shown once and works as a bearer.
     run.click("nav a[href='/tokens']").await;
     run.wait_text("main h1", "API tokens").await;
@@ -344,4 +348,114 @@ fn totp_now(secret: &str) -> String {
         .unwrap()
         .generate_current()
         .unwrap()
+}
+
+/// The image apps use here: Debian's static busybox packed with `docker
+/// import` (no registry is reachable). The same image the server tests make.
+const TEST_IMAGE: &str = "berth-test-busybox:1";
+
+fn ensure_test_image() {
+    let present = Command::new("docker")
+        .args(["image", "inspect", TEST_IMAGE])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    if present.success() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let bin = root.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy("/bin/busybox", bin.join("busybox")).expect("Debian's busybox-static");
+    for applet in ["sh", "sleep", "echo"] {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+    }
+    let mut tar = Command::new("tar")
+        .arg("-C")
+        .arg(root.path())
+        .args(["-c", "."])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = Command::new("docker")
+        .args([
+            "import",
+            "-c",
+            "LABEL berth-test=1",
+            "-c",
+            "ENV PATH=/bin",
+            "-",
+            TEST_IMAGE,
+        ])
+        .stdin(tar.stdout.take().unwrap())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        tar.wait().unwrap().success() && status.success(),
+        "docker import"
+    );
+}
+
+/// Removes the app's container even when the flow failed half-way.
+struct RemoveContainer(String);
+
+impl Drop for RemoveContainer {
+    fn drop(&mut self) {
+        for name in [self.0.clone(), format!("{}_next", self.0)] {
+            let _ = Command::new("docker")
+                .args(["rm", "-f", &name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+async fn apps(run: &mut Run) {
+    ensure_test_image();
+    let name = format!("e2e{}-web", std::process::id());
+    let _cleanup = RemoveContainer(name.clone());
+
+    run.goto("/apps").await;
+    run.type_into("#new-app [name=name]", &name).await;
+    run.type_into("#new-app [name=image]", TEST_IMAGE).await;
+    run.type_into(
+        "#new-app [name=command]",
+        "sh\n-c\necho hello-from-the-browser; exec sleep 3600",
+    )
+    .await;
+    run.click("#preview-plan").await;
+    run.wait_text("main", "create").await;
+    run.shot("app-plan").await;
+    run.click("#create-app").await;
+
+    // The app page follows the container's output live.
+    run.wait_text("#logs", "hello-from-the-browser").await;
+    run.shot("app-logs").await;
+
+    run.goto("/apps").await;
+    run.wait_text(&format!("tr[data-app='{name}'] .status"), "running")
+        .await;
+    run.shot("apps-list").await;
+
+    // Delete it again through the panel.
+    run.goto(&format!("/apps/{name}")).await;
+    run.click("#delete").await;
+    run.click("[id^=confirm]").await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let gone = Command::new("docker")
+            .args(["inspect", &name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        if !gone.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the app's container was removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -19,8 +19,17 @@ async fn setup() -> (TestApp, String, Scratch) {
     (app, csrf, scratch)
 }
 
-async fn send(app: &TestApp, method: reqwest::Method, path: &str, csrf: &str, body: Option<Value>) -> reqwest::Response {
-    let mut req = app.client.request(method, app.api(path)).header("X-CSRF-Token", csrf);
+async fn send(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    csrf: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut req = app
+        .client
+        .request(method, app.api(path))
+        .header("X-CSRF-Token", csrf);
     if let Some(b) = body {
         req = req.json(&b);
     }
@@ -42,7 +51,10 @@ async fn wait_for(app: &TestApp, name: &str, what: &str, check: impl Fn(&Value) 
         if check(&v) {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {v:#}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {v:#}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -58,7 +70,10 @@ fn sleeper(name: &str) -> Value {
 
 async fn inspect(id: &str) -> bollard::models::ContainerInspectResponse {
     docker()
-        .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>)
+        .inspect_container(
+            id,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
         .await
         .unwrap()
 }
@@ -68,7 +83,14 @@ async fn an_app_is_created_running_stopped_started_and_deleted() {
     let (app, csrf, scratch) = setup().await;
     let name = scratch.name("web");
 
-    let r = send(&app, reqwest::Method::POST, "/apps", &csrf, Some(sleeper(&name))).await;
+    let r = send(
+        &app,
+        reqwest::Method::POST,
+        "/apps",
+        &csrf,
+        Some(sleeper(&name)),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let created = json_of(r).await;
     assert_eq!(created["status"], "running", "{created:#}");
@@ -80,42 +102,107 @@ async fn an_app_is_created_running_stopped_started_and_deleted() {
     let labels = c.config.as_ref().unwrap().labels.clone().unwrap();
     assert_eq!(labels["berth.managed"], "true");
     assert_eq!(labels["berth.app"], name);
-    assert!(c.config.unwrap().env.unwrap().contains(&"GREETING=hello".to_string()));
+    assert!(c
+        .config
+        .unwrap()
+        .env
+        .unwrap()
+        .contains(&"GREETING=hello".to_string()));
     assert!(c.state.unwrap().running.unwrap());
 
     // Applying again changes nothing.
-    let r = send(&app, reqwest::Method::POST, &format!("/apps/{name}/apply"), &csrf, None).await;
+    let r = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("/apps/{name}/apply"),
+        &csrf,
+        None,
+    )
+    .await;
     let v = json_of(r).await;
     assert_eq!(v["last_apply"]["actions"], json!([]));
     assert_eq!(v["container"]["id"], id.as_str());
 
-    let r = send(&app, reqwest::Method::POST, &format!("/apps/{name}/stop"), &csrf, None).await;
+    let r = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("/apps/{name}/stop"),
+        &csrf,
+        None,
+    )
+    .await;
     let v = json_of(r).await;
     assert_eq!(v["status"], "stopped", "{v:#}");
     assert_eq!(v["spec"]["state"], "stopped");
     assert!(!inspect(&id).await.state.unwrap().running.unwrap());
 
-    let r = send(&app, reqwest::Method::POST, &format!("/apps/{name}/start"), &csrf, None).await;
+    let r = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("/apps/{name}/start"),
+        &csrf,
+        None,
+    )
+    .await;
     assert_eq!(json_of(r).await["status"], "running");
     let started = inspect(&id).await.state.unwrap().started_at.unwrap();
 
-    let r = send(&app, reqwest::Method::POST, &format!("/apps/{name}/restart"), &csrf, None).await;
+    let r = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("/apps/{name}/restart"),
+        &csrf,
+        None,
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
-    assert_ne!(inspect(&id).await.state.unwrap().started_at.unwrap(), started);
+    assert_ne!(
+        inspect(&id).await.state.unwrap().started_at.unwrap(),
+        started
+    );
 
     let list = json_of(app.get("/apps").await).await;
-    assert!(list.as_array().unwrap().iter().any(|a| a["name"] == name.as_str()));
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["name"] == name.as_str()));
 
-    let r = send(&app, reqwest::Method::DELETE, &format!("/apps/{name}"), &csrf, None).await;
+    let r = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/apps/{name}"),
+        &csrf,
+        None,
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert!(scratch.containers().await.is_empty());
-    assert_eq!(app.get(&format!("/apps/{name}")).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get(&format!("/apps/{name}")).await.status(),
+        StatusCode::NOT_FOUND
+    );
 
-    let actions: Vec<String> = app.audit_actions().await.into_iter().map(|(a, _)| a).collect();
-    for a in ["app.create", "app.apply", "app.stop", "app.start", "app.restart", "app.delete"] {
+    let actions: Vec<String> = app
+        .audit_actions()
+        .await
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect();
+    for a in [
+        "app.create",
+        "app.apply",
+        "app.stop",
+        "app.start",
+        "app.restart",
+        "app.delete",
+    ] {
         assert!(actions.contains(&a.to_string()), "{a} audited: {actions:?}");
     }
-    assert!(!app.audit_dump().await.contains("hello"), "env values stay out of the audit log");
+    assert!(
+        !app.audit_dump().await.contains("hello"),
+        "env values stay out of the audit log"
+    );
 }
 
 #[tokio::test]
@@ -129,28 +216,59 @@ async fn a_changed_spec_is_planned_then_recreated_keeping_volumes() {
         "command": ["sh", "-c", "echo kept > /data/file; exec sleep 3600"],
         "volumes": [{ "source": volume, "target": "/data" }],
     });
-    let r = send(&app, reqwest::Method::POST, "/apps", &csrf, Some(spec.clone())).await;
+    let r = send(
+        &app,
+        reqwest::Method::POST,
+        "/apps",
+        &csrf,
+        Some(spec.clone()),
+    )
+    .await;
     let first = json_of(r).await;
     let old_id = first["container"]["id"].as_str().unwrap().to_string();
 
     spec["command"] = json!(["sh", "-c", "cat /data/file; exec sleep 3600"]);
     spec["env"] = json!({ "NEW_VAR": "x" });
-    let r = send(&app, reqwest::Method::PUT, &format!("/apps/{name}?dry_run=true"), &csrf, Some(spec.clone())).await;
+    let r = send(
+        &app,
+        reqwest::Method::PUT,
+        &format!("/apps/{name}?dry_run=true"),
+        &csrf,
+        Some(spec.clone()),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
     let plan = json_of(r).await;
     assert_eq!(plan["actions"][0]["action"], "recreate", "{plan:#}");
     let reasons = plan["actions"][0]["reasons"].to_string();
-    assert!(reasons.contains("command changed") && reasons.contains("env changed (added NEW_VAR)"), "{reasons}");
+    assert!(
+        reasons.contains("command changed") && reasons.contains("env changed (added NEW_VAR)"),
+        "{reasons}"
+    );
     // The dry run changed nothing.
-    assert_eq!(json_of(app.get(&format!("/apps/{name}")).await).await["container"]["id"], old_id.as_str());
+    assert_eq!(
+        json_of(app.get(&format!("/apps/{name}")).await).await["container"]["id"],
+        old_id.as_str()
+    );
 
-    let r = send(&app, reqwest::Method::PUT, &format!("/apps/{name}"), &csrf, Some(spec)).await;
+    let r = send(
+        &app,
+        reqwest::Method::PUT,
+        &format!("/apps/{name}"),
+        &csrf,
+        Some(spec),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
     let v = json_of(r).await;
     let new_id = v["container"]["id"].as_str().unwrap();
     assert_ne!(new_id, old_id);
     assert_eq!(v["last_apply"]["actions"][0]["action"], "recreate");
-    assert_eq!(scratch.containers().await.len(), 1, "the old container is gone");
+    assert_eq!(
+        scratch.containers().await.len(),
+        1,
+        "the old container is gone"
+    );
 
     // The new container reads what the old one wrote.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -159,7 +277,10 @@ async fn a_changed_spec_is_planned_then_recreated_keeping_volumes() {
         if logs.as_array().unwrap().iter().any(|l| l["text"] == "kept") {
             break;
         }
-        assert!(Instant::now() < deadline, "volume content survives recreation: {logs}");
+        assert!(
+            Instant::now() < deadline,
+            "volume content survives recreation: {logs}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -168,19 +289,43 @@ async fn a_changed_spec_is_planned_then_recreated_keeping_volumes() {
 async fn changes_behind_berths_back_show_as_drift_and_apply_converges() {
     let (app, csrf, scratch) = setup().await;
     let name = scratch.name("drift");
-    let r = send(&app, reqwest::Method::POST, "/apps", &csrf, Some(sleeper(&name))).await;
-    let id = json_of(r).await["container"]["id"].as_str().unwrap().to_string();
+    let r = send(
+        &app,
+        reqwest::Method::POST,
+        "/apps",
+        &csrf,
+        Some(sleeper(&name)),
+    )
+    .await;
+    let id = json_of(r).await["container"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // Stopped with the Docker API directly: berth learns it from the event stream.
     docker()
-        .stop_container(&id, Some(bollard::query_parameters::StopContainerOptionsBuilder::new().t(1).build()))
+        .stop_container(
+            &id,
+            Some(
+                bollard::query_parameters::StopContainerOptionsBuilder::new()
+                    .t(1)
+                    .build(),
+            ),
+        )
         .await
         .unwrap();
     let v = wait_for(&app, &name, "drift", |v| v["status"] == "drifted").await;
     assert_eq!(v["reasons"], json!(["stopped outside berth"]));
     let plan = json_of(app.get(&format!("/apps/{name}/plan")).await).await;
     assert_eq!(plan["actions"][0]["action"], "start");
-    let r = send(&app, reqwest::Method::POST, &format!("/apps/{name}/apply"), &csrf, None).await;
+    let r = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("/apps/{name}/apply"),
+        &csrf,
+        None,
+    )
+    .await;
     assert_eq!(json_of(r).await["status"], "running");
 
     // A limit changed in place (`docker update`).
@@ -197,7 +342,14 @@ async fn changes_behind_berths_back_show_as_drift_and_apply_converges() {
         .unwrap();
     let v = wait_for(&app, &name, "memory drift", |v| v["status"] == "drifted").await;
     assert_eq!(v["reasons"], json!(["memory limit changed outside berth"]));
-    let r = send(&app, reqwest::Method::POST, &format!("/apps/{name}/apply"), &csrf, None).await;
+    let r = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("/apps/{name}/apply"),
+        &csrf,
+        None,
+    )
+    .await;
     let v = json_of(r).await;
     assert_eq!(v["status"], "running", "{v:#}");
     assert_eq!(v["last_apply"]["actions"][0]["action"], "recreate");
@@ -205,12 +357,29 @@ async fn changes_behind_berths_back_show_as_drift_and_apply_converges() {
     // Removed outside berth.
     let id = v["container"]["id"].as_str().unwrap().to_string();
     docker()
-        .remove_container(&id, Some(bollard::query_parameters::RemoveContainerOptionsBuilder::new().force(true).build()))
+        .remove_container(
+            &id,
+            Some(
+                bollard::query_parameters::RemoveContainerOptionsBuilder::new()
+                    .force(true)
+                    .build(),
+            ),
+        )
         .await
         .unwrap();
     let v = wait_for(&app, &name, "removal drift", |v| v["status"] == "drifted").await;
-    assert_eq!(v["reasons"], json!(["the container was removed outside berth"]));
-    let r = send(&app, reqwest::Method::POST, &format!("/apps/{name}/apply"), &csrf, None).await;
+    assert_eq!(
+        v["reasons"],
+        json!(["the container was removed outside berth"])
+    );
+    let r = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("/apps/{name}/apply"),
+        &csrf,
+        None,
+    )
+    .await;
     assert_eq!(json_of(r).await["status"], "running");
 }
 
@@ -218,20 +387,46 @@ async fn changes_behind_berths_back_show_as_drift_and_apply_converges() {
 async fn a_crashing_app_is_failed_and_a_bad_update_keeps_the_old_container() {
     let (app, csrf, scratch) = setup().await;
     let name = scratch.name("crash");
-    let r = send(&app, reqwest::Method::POST, "/apps", &csrf, Some(sleeper(&name))).await;
-    let old_id = json_of(r).await["container"]["id"].as_str().unwrap().to_string();
+    let r = send(
+        &app,
+        reqwest::Method::POST,
+        "/apps",
+        &csrf,
+        Some(sleeper(&name)),
+    )
+    .await;
+    let old_id = json_of(r).await["container"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // A command that does not exist: the new container cannot start.
     let mut spec = sleeper(&name);
     spec["command"] = json!(["/no/such/program"]);
-    let r = send(&app, reqwest::Method::PUT, &format!("/apps/{name}"), &csrf, Some(spec)).await;
+    let r = send(
+        &app,
+        reqwest::Method::PUT,
+        &format!("/apps/{name}"),
+        &csrf,
+        Some(spec),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
     let (code, _) = error_of(r).await;
     assert_eq!(code, "apply_failed");
     let v = json_of(app.get(&format!("/apps/{name}")).await).await;
     assert_eq!(v["status"], "failed", "{v:#}");
-    assert!(v["last_apply"]["error"].as_str().unwrap().contains("previous container is running again"), "{v:#}");
-    assert!(inspect(&old_id).await.state.unwrap().running.unwrap(), "the old container still serves");
+    assert!(
+        v["last_apply"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("previous container is running again"),
+        "{v:#}"
+    );
+    assert!(
+        inspect(&old_id).await.state.unwrap().running.unwrap(),
+        "the old container still serves"
+    );
     assert_eq!(scratch.containers().await.len(), 1);
 
     // A program that exits non-zero.
@@ -241,7 +436,10 @@ async fn a_crashing_app_is_failed_and_a_bad_update_keeps_the_old_container() {
     spec["restart"] = json!("no");
     send(&app, reqwest::Method::POST, "/apps", &csrf, Some(spec)).await;
     let v = wait_for(&app, &name2, "failure", |v| v["status"] == "failed").await;
-    assert_eq!(v["reasons"], json!(["the container is exited (exit code 3)"]));
+    assert_eq!(
+        v["reasons"],
+        json!(["the container is exited (exit code 3)"])
+    );
 }
 
 #[tokio::test]
@@ -253,13 +451,22 @@ async fn logs_and_stats_are_read_and_streamed() {
         "image": TEST_IMAGE,
         "command": ["sh", "-c", "echo first; echo oops >&2; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done"],
     });
-    assert_eq!(send(&app, reqwest::Method::POST, "/apps", &csrf, Some(spec)).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        send(&app, reqwest::Method::POST, "/apps", &csrf, Some(spec))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
 
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let lines = json_of(app.get(&format!("/apps/{name}/logs?tail=1000")).await).await;
         let lines = lines.as_array().unwrap();
-        let has = |stream: &str, text: &str| lines.iter().any(|l| l["stream"] == stream && l["text"] == text);
+        let has = |stream: &str, text: &str| {
+            lines
+                .iter()
+                .any(|l| l["stream"] == stream && l["text"] == text)
+        };
         if has("stdout", "first") && has("stderr", "oops") {
             break;
         }
@@ -268,16 +475,25 @@ async fn logs_and_stats_are_read_and_streamed() {
     }
 
     // Following: lines written after the request arrive as events.
-    let r = app.get(&format!("/apps/{name}/logs?tail=0&follow=true")).await;
+    let r = app
+        .get(&format!("/apps/{name}/logs?tail=0&follow=true"))
+        .await;
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     let mut body = r;
     let mut seen = String::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while seen.matches("tick").count() < 3 {
-        let chunk = tokio::time::timeout_at(deadline.into(), body.chunk()).await.expect("ticks stream in").unwrap().unwrap();
+        let chunk = tokio::time::timeout_at(deadline.into(), body.chunk())
+            .await
+            .expect("ticks stream in")
+            .unwrap()
+            .unwrap();
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
-    assert!(seen.contains("data: {\"stream\":\"stdout\",\"text\":\"tick"), "{seen}");
+    assert!(
+        seen.contains("data: {\"stream\":\"stdout\",\"text\":\"tick"),
+        "{seen}"
+    );
     assert!(!seen.contains("first"), "tail=0 starts at the end");
 
     let one = json_of(app.get(&format!("/apps/{name}/stats")).await).await;
@@ -287,7 +503,11 @@ async fn logs_and_stats_are_read_and_streamed() {
     let mut body = r;
     let mut seen = String::new();
     while seen.matches("data:").count() < 2 {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), body.chunk()).await.expect("stats stream").unwrap().unwrap();
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.chunk())
+            .await
+            .expect("stats stream")
+            .unwrap()
+            .unwrap();
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(seen.contains("\"cpu_percent\""), "{seen}");
@@ -303,36 +523,77 @@ async fn bad_input_is_refused_by_field_and_creates_nothing() {
         (json!({ "name": "`id`" }), "name"),
         (json!({ "name": "a\nb" }), "name"),
         (json!({ "image": "nginx; rm -rf /" }), "image"),
-        (json!({ "image": format!("{}-absent:1", scratch.prefix) }), "image"),
+        (
+            json!({ "image": format!("{}-absent:1", scratch.prefix) }),
+            "image",
+        ),
         (json!({ "command": ["sh", "-c\nid"] }), "command[1]"),
-        (json!({ "limits": { "memory_mb": 99999999 } }), "limits.memory_mb"),
+        (
+            json!({ "limits": { "memory_mb": 99999999 } }),
+            "limits.memory_mb",
+        ),
         (json!({ "limits": { "cpus": 4096 } }), "limits.cpus"),
         (json!({ "limits": { "cpus": 512 } }), "limits.cpus"),
         (json!({ "limits": { "pids": 0 } }), "limits.pids"),
         (json!({ "env": { "BAD-NAME": "x" } }), "env.BAD-NAME"),
-        (json!({ "ports": [{ "container": 0 }] }), "ports[0].container"),
-        (json!({ "volumes": [{ "source": "/etc/../root", "target": "/x" }] }), "volumes[0].source"),
-        (json!({ "volumes": [{ "source": "/home", "target": "/x" }] }), "volumes[0].source"),
-        (json!({ "health_check": { "test": ["true\nid"] } }), "health_check.test[0]"),
-        (json!({ "labels": { "berth.app": "other" } }), "labels.berth.app"),
+        (
+            json!({ "ports": [{ "container": 0 }] }),
+            "ports[0].container",
+        ),
+        (
+            json!({ "volumes": [{ "source": "/etc/../root", "target": "/x" }] }),
+            "volumes[0].source",
+        ),
+        (
+            json!({ "volumes": [{ "source": "/home", "target": "/x" }] }),
+            "volumes[0].source",
+        ),
+        (
+            json!({ "health_check": { "test": ["true\nid"] } }),
+            "health_check.test[0]",
+        ),
+        (
+            json!({ "labels": { "berth.app": "other" } }),
+            "labels.berth.app",
+        ),
         (json!({ "privileged": true }), "privileged"),
         (json!({ "host_network": true }), "host_network"),
         (json!({ "host_pid": true }), "host_pid"),
         (json!({ "cap_add": ["SYS_ADMIN"] }), "cap_add"),
-        (json!({ "volumes": [{ "source": "/var/run/docker.sock", "target": "/var/run/docker.sock" }] }), "volumes[0].source"),
-        (json!({ "volumes": [{ "source": "/", "target": "/host" }] }), "volumes[0].source"),
+        (
+            json!({ "volumes": [{ "source": "/var/run/docker.sock", "target": "/var/run/docker.sock" }] }),
+            "volumes[0].source",
+        ),
+        (
+            json!({ "volumes": [{ "source": "/", "target": "/host" }] }),
+            "volumes[0].source",
+        ),
     ];
     for (patch, field) in cases {
         let mut spec = base.clone();
         for (k, v) in patch.as_object().unwrap() {
             spec[k] = v.clone();
         }
-        let r = send(&app, reqwest::Method::POST, "/apps", &csrf, Some(spec.clone())).await;
+        let r = send(
+            &app,
+            reqwest::Method::POST,
+            "/apps",
+            &csrf,
+            Some(spec.clone()),
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{spec}");
         let (code, f) = error_of(r).await;
-        assert_eq!((code.as_str(), f.as_deref()), ("invalid", Some(field)), "{spec}");
+        assert_eq!(
+            (code.as_str(), f.as_deref()),
+            ("invalid", Some(field)),
+            "{spec}"
+        );
     }
-    assert!(scratch.containers().await.is_empty(), "nothing reached the engine");
+    assert!(
+        scratch.containers().await.is_empty(),
+        "nothing reached the engine"
+    );
     assert_eq!(json_of(app.get("/apps").await).await, json!([]));
 
     // Port clashes: with another app, and with another program.
@@ -340,23 +601,58 @@ async fn bad_input_is_refused_by_field_and_creates_nothing() {
     let port = free_port();
     let mut spec = sleeper(&first);
     spec["ports"] = json!([{ "container": 8080, "host": port, "bind": "127.0.0.1" }]);
-    assert_eq!(send(&app, reqwest::Method::POST, "/apps", &csrf, Some(spec.clone())).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        send(
+            &app,
+            reqwest::Method::POST,
+            "/apps",
+            &csrf,
+            Some(spec.clone())
+        )
+        .await
+        .status(),
+        StatusCode::CREATED
+    );
     spec["name"] = json!(scratch.name("p2"));
-    let r = send(&app, reqwest::Method::POST, "/apps", &csrf, Some(spec.clone())).await;
-    assert_eq!(error_of(r).await, ("invalid".to_string(), Some("ports[0].host".to_string())));
+    let r = send(
+        &app,
+        reqwest::Method::POST,
+        "/apps",
+        &csrf,
+        Some(spec.clone()),
+    )
+    .await;
+    assert_eq!(
+        error_of(r).await,
+        ("invalid".to_string(), Some("ports[0].host".to_string()))
+    );
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     spec["ports"] = json!([{ "container": 8080, "host": listener.local_addr().unwrap().port(), "bind": "127.0.0.1" }]);
     let r = send(&app, reqwest::Method::POST, "/apps", &csrf, Some(spec)).await;
-    assert_eq!(error_of(r).await, ("invalid".to_string(), Some("ports[0].host".to_string())));
+    assert_eq!(
+        error_of(r).await,
+        ("invalid".to_string(), Some("ports[0].host".to_string()))
+    );
     assert_eq!(scratch.containers().await.len(), 1);
 
     // Duplicate names.
-    let r = send(&app, reqwest::Method::POST, "/apps", &csrf, Some(sleeper(&first))).await;
+    let r = send(
+        &app,
+        reqwest::Method::POST,
+        "/apps",
+        &csrf,
+        Some(sleeper(&first)),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test]
@@ -366,17 +662,44 @@ async fn dangerous_settings_need_an_allowance_confirmed_with_the_password() {
     let mut spec = sleeper(&name);
     spec["cap_add"] = json!(["NET_ADMIN"]);
     spec["allow"] = json!(["cap_add"]);
-    let r = send(&app, reqwest::Method::POST, "/apps", &csrf, Some(spec.clone())).await;
-    assert_eq!(error_of(r).await, ("invalid".to_string(), Some("confirm_password".to_string())));
+    let r = send(
+        &app,
+        reqwest::Method::POST,
+        "/apps",
+        &csrf,
+        Some(spec.clone()),
+    )
+    .await;
+    assert_eq!(
+        error_of(r).await,
+        ("invalid".to_string(), Some("confirm_password".to_string()))
+    );
     spec["confirm_password"] = json!("wrong password!!");
-    let r = send(&app, reqwest::Method::POST, "/apps", &csrf, Some(spec.clone())).await;
-    assert_eq!(error_of(r).await, ("invalid".to_string(), Some("confirm_password".to_string())));
+    let r = send(
+        &app,
+        reqwest::Method::POST,
+        "/apps",
+        &csrf,
+        Some(spec.clone()),
+    )
+    .await;
+    assert_eq!(
+        error_of(r).await,
+        ("invalid".to_string(), Some("confirm_password".to_string()))
+    );
     assert!(scratch.containers().await.is_empty());
 
     // A write-scoped token cannot widen allowances even with the password.
     let (_, write_token) = app.create_token(&csrf, &["write"]).await;
     spec["confirm_password"] = json!(PASSWORD);
-    let r = app.client.post(app.api("/apps")).bearer_auth(&write_token).json(&spec).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.api("/apps"))
+        .bearer_auth(&write_token)
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
     let r = send(&app, reqwest::Method::POST, "/apps", &csrf, Some(spec)).await;
@@ -384,7 +707,12 @@ async fn dangerous_settings_need_an_allowance_confirmed_with_the_password() {
     let v = json_of(r).await;
     assert_eq!(v["spec"]["allow"], json!(["cap_add"]));
     assert!(v["spec"].get("confirm_password").is_none());
-    let caps = inspect(v["container"]["id"].as_str().unwrap()).await.host_config.unwrap().cap_add.unwrap();
+    let caps = inspect(v["container"]["id"].as_str().unwrap())
+        .await
+        .host_config
+        .unwrap()
+        .cap_add
+        .unwrap();
     assert_eq!(caps, ["NET_ADMIN"]);
     let audit = app.audit_actions().await;
     assert!(audit.contains(&("app.allow".to_string(), "success".to_string())));
@@ -393,7 +721,14 @@ async fn dangerous_settings_need_an_allowance_confirmed_with_the_password() {
 
     // A read token cannot create apps at all.
     let (_, read_token) = app.create_token(&csrf, &["read"]).await;
-    let r = app.client.post(app.api("/apps")).bearer_auth(&read_token).json(&sleeper(&scratch.name("ro"))).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.api("/apps"))
+        .bearer_auth(&read_token)
+        .json(&sleeper(&scratch.name("ro")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
 
@@ -430,25 +765,62 @@ volumes:
   dbdata: {{}}
 "#
     );
-    let r = send(&app, reqwest::Method::POST, "/stacks?dry_run=true", &csrf, Some(json!({ "name": stack, "compose": compose }))).await;
+    let r = send(
+        &app,
+        reqwest::Method::POST,
+        "/stacks?dry_run=true",
+        &csrf,
+        Some(json!({ "name": stack, "compose": compose })),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
     let plan = json_of(r).await;
-    let names: Vec<&str> = plan["apps"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = plan["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, [format!("{stack}-db"), format!("{stack}-web")]);
     assert!(scratch.containers().await.is_empty());
 
-    let r = send(&app, reqwest::Method::POST, "/stacks", &csrf, Some(json!({ "name": stack, "compose": compose }))).await;
+    let r = send(
+        &app,
+        reqwest::Method::POST,
+        "/stacks",
+        &csrf,
+        Some(json!({ "name": stack, "compose": compose })),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let v = json_of(r).await;
-    let statuses: Vec<&str> = v["apps"].as_array().unwrap().iter().map(|a| a["status"].as_str().unwrap()).collect();
-    assert!(statuses.iter().all(|s| ["running", "starting"].contains(s)), "{v:#}");
+    let statuses: Vec<&str> = v["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].as_str().unwrap())
+        .collect();
+    assert!(
+        statuses.iter().all(|s| ["running", "starting"].contains(s)),
+        "{v:#}"
+    );
     let web = inspect(&format!("{stack}-web")).await;
     assert_eq!(web.host_config.unwrap().memory, Some(64 * 1024 * 1024));
     let endpoints = web.network_settings.unwrap().networks.unwrap();
     let back = &endpoints[&format!("{stack}_back")];
-    assert!(back.aliases.as_ref().unwrap().contains(&"web".to_string()), "{back:?}");
+    assert!(
+        back.aliases.as_ref().unwrap().contains(&"web".to_string()),
+        "{back:?}"
+    );
 
-    let r = send(&app, reqwest::Method::DELETE, &format!("/stacks/{stack}"), &csrf, None).await;
+    let r = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/stacks/{stack}"),
+        &csrf,
+        None,
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert!(scratch.containers().await.is_empty());
 
@@ -456,11 +828,22 @@ volumes:
     let bad = format!(
         "services:\n  app:\n    build: .\n    image: {TEST_IMAGE}\n    container_name: x\n    healthcheck:\n      test: curl -f http://localhost\n"
     );
-    let r = send(&app, reqwest::Method::POST, "/stacks", &csrf, Some(json!({ "name": scratch.name("bad"), "compose": bad }))).await;
+    let r = send(
+        &app,
+        reqwest::Method::POST,
+        "/stacks",
+        &csrf,
+        Some(json!({ "name": scratch.name("bad"), "compose": bad })),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body = json_of(r).await;
     let message = body["error"]["message"].as_str().unwrap();
-    for key in ["services.app.build", "services.app.container_name", "services.app.healthcheck"] {
+    for key in [
+        "services.app.build",
+        "services.app.container_name",
+        "services.app.healthcheck",
+    ] {
         assert!(message.contains(key), "{key} in {message}");
     }
     assert!(message.contains("does not build images"), "{message}");
@@ -474,7 +857,11 @@ async fn the_engines_containers_images_volumes_and_networks_are_listed_and_manag
     let foreign = scratch.name("foreign");
     docker()
         .create_container(
-            Some(bollard::query_parameters::CreateContainerOptionsBuilder::new().name(&foreign).build()),
+            Some(
+                bollard::query_parameters::CreateContainerOptionsBuilder::new()
+                    .name(&foreign)
+                    .build(),
+            ),
             bollard::models::ContainerCreateBody {
                 image: Some(TEST_IMAGE.into()),
                 cmd: Some(vec!["sleep".into(), "3600".into()]),
@@ -485,20 +872,54 @@ async fn the_engines_containers_images_volumes_and_networks_are_listed_and_manag
         .await
         .unwrap();
     let list = json_of(app.get("/containers").await).await;
-    let row = list.as_array().unwrap().iter().find(|c| c["name"] == foreign.as_str()).expect("listed").clone();
+    let row = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == foreign.as_str())
+        .expect("listed")
+        .clone();
     assert_eq!(row["managed"], false);
     assert_eq!(row["state"], "created");
     let id = row["id"].as_str().unwrap();
-    let r = send(&app, reqwest::Method::POST, &format!("/containers/{id}/start"), &csrf, None).await;
+    let r = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("/containers/{id}/start"),
+        &csrf,
+        None,
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert!(inspect(id).await.state.unwrap().running.unwrap());
     // An app cannot take the foreign container's name.
-    let r = send(&app, reqwest::Method::POST, "/apps", &csrf, Some(sleeper(&foreign))).await;
+    let r = send(
+        &app,
+        reqwest::Method::POST,
+        "/apps",
+        &csrf,
+        Some(sleeper(&foreign)),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
-    let r = send(&app, reqwest::Method::DELETE, &format!("/containers/{id}"), &csrf, None).await;
+    let r = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/containers/{id}"),
+        &csrf,
+        None,
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert!(scratch.containers().await.is_empty());
-    let r = send(&app, reqwest::Method::DELETE, "/containers/x;id", &csrf, None).await;
+    let r = send(
+        &app,
+        reqwest::Method::DELETE,
+        "/containers/x;id",
+        &csrf,
+        None,
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
     // Import: a `docker save` tarball of an image made here.
@@ -510,7 +931,14 @@ async fn the_engines_containers_images_volumes_and_networks_are_listed_and_manag
         .collect::<Vec<_>>()
         .await
         .concat();
-    docker().remove_image(&image, None::<bollard::query_parameters::RemoveImageOptions>, None).await.unwrap();
+    docker()
+        .remove_image(
+            &image,
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await
+        .unwrap();
     let r = app
         .client
         .post(app.api("/images/import"))
@@ -523,14 +951,39 @@ async fn the_engines_containers_images_volumes_and_networks_are_listed_and_manag
     let v = json_of(r).await;
     assert_eq!(v["loaded"], json!([image]), "{v}");
     let images = json_of(app.get("/images").await).await;
-    assert!(images.as_array().unwrap().iter().any(|i| i["tags"].as_array().unwrap().contains(&json!(image))));
-    let r = send(&app, reqwest::Method::DELETE, &format!("/images/{image}"), &csrf, None).await;
+    assert!(images
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["tags"].as_array().unwrap().contains(&json!(image))));
+    let r = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/images/{image}"),
+        &csrf,
+        None,
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = app.client.post(app.api("/images/import")).header("X-CSRF-Token", &csrf).body("not a tarball").send().await.unwrap();
+    let r = app
+        .client
+        .post(app.api("/images/import"))
+        .header("X-CSRF-Token", &csrf)
+        .body("not a tarball")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
     // Pull: no registry is reachable here, and the error says so.
-    let r = send(&app, reqwest::Method::POST, "/images/pull", &csrf, Some(json!({ "image": format!("{}-nope/x:1", scratch.prefix) }))).await;
+    let r = send(
+        &app,
+        reqwest::Method::POST,
+        "/images/pull",
+        &csrf,
+        Some(json!({ "image": format!("{}-nope/x:1", scratch.prefix) })),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let id = json_of(r).await["id"].as_str().unwrap().to_string();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -550,15 +1003,44 @@ async fn the_engines_containers_images_volumes_and_networks_are_listed_and_manag
     let mut spec = sleeper(&name);
     spec["networks"] = json!([scratch.name("net1")]);
     spec["volumes"] = json!([{ "source": scratch.name("vol1"), "target": "/data" }]);
-    assert_eq!(send(&app, reqwest::Method::POST, "/apps", &csrf, Some(spec)).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        send(&app, reqwest::Method::POST, "/apps", &csrf, Some(spec))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
     let volumes = json_of(app.get("/volumes").await).await;
-    let vol = volumes.as_array().unwrap().iter().find(|v| v["name"] == scratch.name("vol1").as_str()).expect("volume listed");
-    assert_eq!((vol["managed"].clone(), vol["app"].clone()), (json!(true), json!(name)));
+    let vol = volumes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == scratch.name("vol1").as_str())
+        .expect("volume listed");
+    assert_eq!(
+        (vol["managed"].clone(), vol["app"].clone()),
+        (json!(true), json!(name))
+    );
     let networks = json_of(app.get("/networks").await).await;
-    let net = networks.as_array().unwrap().iter().find(|n| n["name"] == scratch.name("net1").as_str()).expect("network listed");
+    let net = networks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == scratch.name("net1").as_str())
+        .expect("network listed");
     assert_eq!(net["managed"], true);
-    let r = send(&app, reqwest::Method::DELETE, &format!("/apps/{name}?remove_volumes=true"), &csrf, None).await;
+    let r = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/apps/{name}?remove_volumes=true"),
+        &csrf,
+        None,
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let volumes = json_of(app.get("/volumes").await).await;
-    assert!(!volumes.as_array().unwrap().iter().any(|v| v["name"] == scratch.name("vol1").as_str()));
+    assert!(!volumes
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["name"] == scratch.name("vol1").as_str()));
 }

@@ -56,20 +56,43 @@ async fn sigkill_during_a_recreate_converges_after_restart() {
         .unwrap();
     let csrf = csrf_of(r).await;
     let mut spec = json!({ "name": name, "image": TEST_IMAGE, "command": ["sleep", "3600"] });
-    let r = http.post(api("/apps")).header("X-CSRF-Token", &csrf).json(&spec).send().await.unwrap();
+    let r = http
+        .post(api("/apps"))
+        .header("X-CSRF-Token", &csrf)
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let old_id = r.json::<Value>().await.unwrap()["container"]["id"].as_str().unwrap().to_string();
+    let old_id = r.json::<Value>().await.unwrap()["container"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // The update stops the old container, then berth freezes at the fault point.
     spec["env"] = json!({ "VERSION": "2" });
     let put = {
-        let (http, url, csrf, spec) = (http.clone(), api(&format!("/apps/{name}")), csrf.clone(), spec.clone());
-        tokio::spawn(async move { http.put(url).header("X-CSRF-Token", csrf).json(&spec).send().await })
+        let (http, url, csrf, spec) = (
+            http.clone(),
+            api(&format!("/apps/{name}")),
+            csrf.clone(),
+            spec.clone(),
+        );
+        tokio::spawn(async move {
+            http.put(url)
+                .header("X-CSRF-Token", csrf)
+                .json(&spec)
+                .send()
+                .await
+        })
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let c = docker()
-            .inspect_container(&old_id, None::<bollard::query_parameters::InspectContainerOptions>)
+            .inspect_container(
+                &old_id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
             .await
             .unwrap();
         if !c.state.unwrap().running.unwrap() && scratch.containers().await.len() == 2 {
@@ -78,7 +101,10 @@ async fn sigkill_during_a_recreate_converges_after_restart() {
         assert!(Instant::now() < deadline, "berth reached the fault point");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
     child.wait().unwrap();
     assert!(put.await.unwrap().is_err(), "the request died with berth");
 
@@ -95,7 +121,14 @@ async fn sigkill_during_a_recreate_converges_after_restart() {
     assert_eq!(r.status(), StatusCode::OK);
     let deadline = Instant::now() + Duration::from_secs(30);
     let app = loop {
-        let v: Value = http.get(api(&format!("/apps/{name}"))).send().await.unwrap().json().await.unwrap();
+        let v: Value = http
+            .get(api(&format!("/apps/{name}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if v["status"] == "running" && scratch.containers().await.len() == 1 {
             break v;
         }
@@ -104,11 +137,22 @@ async fn sigkill_during_a_recreate_converges_after_restart() {
     };
     let id = app["container"]["id"].as_str().unwrap();
     let c = docker()
-        .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>)
+        .inspect_container(
+            id,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
         .await
         .unwrap();
-    assert!(c.config.unwrap().env.unwrap().contains(&"VERSION=2".to_string()));
+    assert!(c
+        .config
+        .unwrap()
+        .env
+        .unwrap()
+        .contains(&"VERSION=2".to_string()));
     assert_eq!(c.name.as_deref(), Some(format!("/{name}").as_str()));
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     child.wait().unwrap();
 }

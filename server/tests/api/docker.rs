@@ -45,7 +45,9 @@ pub fn rootfs_tar(with_busybox: bool) -> Vec<u8> {
     dir.set_mode(0o755);
     dir.set_size(0);
     for d in ["bin/", "tmp/", "etc/", "data/"] {
-        builder.append_data(&mut dir.clone(), d, std::io::empty()).unwrap();
+        builder
+            .append_data(&mut dir.clone(), d, std::io::empty())
+            .unwrap();
     }
     if with_busybox {
         let busybox = std::fs::read("/bin/busybox").expect(
@@ -54,10 +56,25 @@ pub fn rootfs_tar(with_busybox: bool) -> Vec<u8> {
         let mut h = tar::Header::new_gnu();
         h.set_mode(0o755);
         h.set_size(busybox.len() as u64);
-        builder.append_data(&mut h, "bin/busybox", &busybox[..]).unwrap();
+        builder
+            .append_data(&mut h, "bin/busybox", &busybox[..])
+            .unwrap();
         for applet in [
-            "sh", "sleep", "echo", "cat", "httpd", "env", "sha256sum", "ls", "nslookup", "wget",
-            "seq", "true", "false", "hostname", "kill",
+            "sh",
+            "sleep",
+            "echo",
+            "cat",
+            "httpd",
+            "env",
+            "sha256sum",
+            "ls",
+            "nslookup",
+            "wget",
+            "seq",
+            "true",
+            "false",
+            "hostname",
+            "kill",
         ] {
             let mut link = tar::Header::new_gnu();
             link.set_entry_type(tar::EntryType::Symlink);
@@ -71,7 +88,9 @@ pub fn rootfs_tar(with_busybox: bool) -> Vec<u8> {
         let mut h = tar::Header::new_gnu();
         h.set_mode(0o644);
         h.set_size(6);
-        builder.append_data(&mut h, "etc/marker", &b"berth\n"[..]).unwrap();
+        builder
+            .append_data(&mut h, "etc/marker", &b"berth\n"[..])
+            .unwrap();
     }
     builder.into_inner().unwrap()
 }
@@ -118,7 +137,10 @@ impl Scratch {
         let filters = HashMap::from([("name".to_string(), vec![format!("^/{}", self.prefix)])]);
         docker()
             .list_containers(Some(
-                ListContainersOptionsBuilder::new().all(true).filters(&filters).build(),
+                ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
             ))
             .await
             .unwrap()
@@ -145,7 +167,12 @@ async fn remove_prefixed(prefix: &str) {
     };
     let filters = HashMap::from([("name".to_string(), vec![format!("^/{prefix}")])]);
     if let Ok(list) = docker
-        .list_containers(Some(ListContainersOptionsBuilder::new().all(true).filters(&filters).build()))
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
         .await
     {
         for c in list {
@@ -153,7 +180,12 @@ async fn remove_prefixed(prefix: &str) {
                 let _ = docker
                     .remove_container(
                         c.id.as_deref().unwrap_or_default(),
-                        Some(RemoveContainerOptionsBuilder::new().force(true).v(true).build()),
+                        Some(
+                            RemoveContainerOptionsBuilder::new()
+                                .force(true)
+                                .v(true)
+                                .build(),
+                        ),
                     )
                     .await;
             }
@@ -163,7 +195,10 @@ async fn remove_prefixed(prefix: &str) {
         for v in list.volumes.unwrap_or_default() {
             if v.name.starts_with(prefix) && ours(Some(&v.labels)) {
                 let _ = docker
-                    .remove_volume(&v.name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+                    .remove_volume(
+                        &v.name,
+                        None::<bollard::query_parameters::RemoveVolumeOptions>,
+                    )
                     .await;
             }
         }

@@ -3,12 +3,12 @@
 
 mod account;
 mod apps;
-mod crash;
-mod docker;
 mod audit;
 mod auth;
 mod cli;
 mod conventions;
+mod crash;
+mod docker;
 mod helpers;
 mod setup;
 mod tls;
