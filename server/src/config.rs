@@ -196,9 +196,12 @@ impl Config {
         };
         for root in &mut bind_roots {
             let clean = root.is_absolute()
-                && root
-                    .components()
-                    .all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
+                && root.components().all(|c| {
+                    matches!(
+                        c,
+                        std::path::Component::RootDir | std::path::Component::Normal(_)
+                    )
+                });
             if !clean || root.as_os_str() == "/" {
                 bail!(
                     "bind_roots: `{}` must be an absolute directory other than /, without `.` or `..`",

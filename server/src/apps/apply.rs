@@ -45,7 +45,10 @@ pub async fn execute(
                         None => continue,
                     },
                 };
-                engine.remove(id).await.map_err(|e| say("removing a container", e))?;
+                engine
+                    .remove(id)
+                    .await
+                    .map_err(|e| say("removing a container", e))?;
             }
             ActionKind::Create => {
                 engine
@@ -70,7 +73,10 @@ pub async fn execute(
             }
             ActionKind::Stop => {
                 if let Some(c) = t.current {
-                    engine.stop(&c.id).await.map_err(|e| say("stopping the container", e))?;
+                    engine
+                        .stop(&c.id)
+                        .await
+                        .map_err(|e| say("stopping the container", e))?;
                 }
             }
             ActionKind::Restart => {
@@ -121,7 +127,9 @@ async fn recreate(engine: &Engine, t: &Target<'_>) -> Result<(), StepError> {
             } else {
                 "the previous container is left as it was"
             };
-            return Err(format!("the new container failed to start: {e}; {restored}"));
+            return Err(format!(
+                "the new container failed to start: {e}; {restored}"
+            ));
         }
     }
     // From here the new container serves; the old one only has to go.

@@ -9,7 +9,8 @@ use anyhow::Context;
 use app::api::{AppSpec, Protocol, RestartPolicy};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HealthConfig, HostConfig,
-    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicyNameEnum, VolumeCreateRequest,
+    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicyNameEnum,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
@@ -142,10 +143,7 @@ impl Engine {
 
     /// Every container carrying `berth.app=<app>`, canonical one first.
     pub async fn observe(&self, app: &str) -> EngineResult<Vec<Observed>> {
-        let filters = HashMap::from([(
-            "label".to_string(),
-            vec![format!("{LABEL_APP}={app}")],
-        )]);
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_APP}={app}")])]);
         let list = self
             .docker
             .list_containers(Some(
@@ -171,10 +169,7 @@ impl Engine {
 
     /// Names of the apps that have containers on the engine.
     pub async fn managed_apps(&self) -> EngineResult<BTreeSet<String>> {
-        let filters = HashMap::from([(
-            "label".to_string(),
-            vec![format!("{LABEL_MANAGED}=true")],
-        )]);
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_MANAGED}=true")])]);
         let list = self
             .docker
             .list_containers(Some(
@@ -199,7 +194,10 @@ impl Engine {
     }
 
     /// A container by exact name, whoever created it.
-    pub async fn container_by_name(&self, name: &str) -> EngineResult<Option<ContainerInspectResponse>> {
+    pub async fn container_by_name(
+        &self,
+        name: &str,
+    ) -> EngineResult<Option<ContainerInspectResponse>> {
         match self
             .docker
             .inspect_container(name, None::<InspectContainerOptions>)
@@ -220,7 +218,14 @@ impl Engine {
     /// yet, labelled as berth's.
     pub async fn ensure_dependencies(&self, spec: &AppSpec) -> EngineResult<()> {
         for network in &spec.networks {
-            match self.docker.inspect_network(network, None::<bollard::query_parameters::InspectNetworkOptions>).await {
+            match self
+                .docker
+                .inspect_network(
+                    network,
+                    None::<bollard::query_parameters::InspectNetworkOptions>,
+                )
+                .await
+            {
                 Ok(_) => {}
                 Err(e) => match EngineError::from(e) {
                     EngineError::NotFound(_) => {
@@ -380,7 +385,10 @@ impl Engine {
     pub async fn remove_app_volumes(&self, app: &str) -> EngineResult<Vec<String>> {
         let filters = HashMap::from([(
             "label".to_string(),
-            vec![format!("{LABEL_MANAGED}=true"), format!("{LABEL_APP}={app}")],
+            vec![
+                format!("{LABEL_MANAGED}=true"),
+                format!("{LABEL_APP}={app}"),
+            ],
         )]);
         let list = self
             .docker
@@ -393,7 +401,10 @@ impl Engine {
         let mut removed = Vec::new();
         for v in list.volumes.unwrap_or_default() {
             self.docker
-                .remove_volume(&v.name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+                .remove_volume(
+                    &v.name,
+                    None::<bollard::query_parameters::RemoveVolumeOptions>,
+                )
                 .await?;
             removed.push(v.name);
         }
@@ -582,7 +593,11 @@ fn observed_from(c: ContainerInspectResponse) -> Observed {
     ports.sort();
     Observed {
         id: c.id.unwrap_or_default(),
-        name: c.name.unwrap_or_default().trim_start_matches('/').to_string(),
+        name: c
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
         spec_hash: labels.get(LABEL_HASH).cloned(),
         state: state
             .status
@@ -618,7 +633,10 @@ impl Engine {
     pub async fn remove_managed_network(&self, name: &str) -> EngineResult<()> {
         let network = self
             .docker
-            .inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>)
+            .inspect_network(
+                name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
             .await?;
         let ours = network
             .labels

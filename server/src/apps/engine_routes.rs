@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use app::api::{
-    ContainerInfo, ErrorBody, ImageInfo, ImportResult, NetworkInfo, PullProgress, PullRequest, Scope,
-    VolumeInfo,
+    ContainerInfo, ErrorBody, ImageInfo, ImportResult, NetworkInfo, PullProgress, PullRequest,
+    Scope, VolumeInfo,
 };
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -33,7 +33,13 @@ use crate::startup::AppState;
 /// Largest image tarball `POST /images/import` accepts.
 pub const MAX_IMPORT_BYTES: u64 = 8 * 1024 * 1024 * 1024;
 
-async fn record(state: &AppState, caller: &Caller, action: &str, target: &str, detail: serde_json::Value) -> Result<()> {
+async fn record(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    target: &str,
+    detail: serde_json::Value,
+) -> Result<()> {
     audit::record(
         &state.db,
         Event::new(&caller.actor, Some(caller.ip), action, Outcome::Success)
@@ -52,7 +58,10 @@ fn managed(labels: &HashMap<String, String>) -> bool {
 #[utoipa::path(get, path = "/containers", tag = "engine",
     responses((status = 200, body = Vec<ContainerInfo>), (status = 503, body = ErrorBody)),
     security(("session" = []), ("bearer" = [])))]
-pub async fn containers(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<ContainerInfo>>> {
+pub async fn containers(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<ContainerInfo>>> {
     caller.require(Scope::Read)?;
     let list = state
         .apps
@@ -116,11 +125,19 @@ fn check_object_ref(field: &str, id: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::invalid(field, "not a container or image id or name"))
+        Err(ApiError::invalid(
+            field,
+            "not a container or image id or name",
+        ))
     }
 }
 
-async fn container_action(state: AppState, caller: Caller, id: String, action: &'static str) -> Result<StatusCode> {
+async fn container_action(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    action: &'static str,
+) -> Result<StatusCode> {
     caller.require(Scope::Write)?;
     check_object_ref("id", &id)?;
     let engine = &state.apps.engine;
@@ -129,7 +146,14 @@ async fn container_action(state: AppState, caller: Caller, id: String, action: &
         "stop" => engine.stop(&id).await?,
         _ => engine.restart(&id).await?,
     }
-    record(&state, &caller, &format!("container.{action}"), &id, json!({})).await?;
+    record(
+        &state,
+        &caller,
+        &format!("container.{action}"),
+        &id,
+        json!({}),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -147,9 +171,24 @@ macro_rules! container_route {
     };
 }
 
-container_route!(container_start, "/containers/{id}/start", "start", "Starts any container.");
-container_route!(container_stop, "/containers/{id}/stop", "stop", "Stops any container (SIGTERM, then SIGKILL after 10 s).");
-container_route!(container_restart, "/containers/{id}/restart", "restart", "Restarts any container.");
+container_route!(
+    container_start,
+    "/containers/{id}/start",
+    "start",
+    "Starts any container."
+);
+container_route!(
+    container_stop,
+    "/containers/{id}/stop",
+    "stop",
+    "Stops any container (SIGTERM, then SIGKILL after 10 s)."
+);
+container_route!(
+    container_restart,
+    "/containers/{id}/restart",
+    "restart",
+    "Restarts any container."
+);
 
 /// Removes any container (forcibly, if running). A berth app whose
 /// container is removed here shows as drifted until it is applied again.
@@ -157,7 +196,11 @@ container_route!(container_restart, "/containers/{id}/restart", "restart", "Rest
     params(("id" = String, Path, description = "container id or name")),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("session" = []), ("bearer" = [])))]
-pub async fn container_remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode> {
+pub async fn container_remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
     caller.require(Scope::Write)?;
     check_object_ref("id", &id)?;
     // Unlike the reconciler's removal, a missing container is a 404 here.
@@ -184,7 +227,11 @@ pub async fn images(State(state): State<AppState>, caller: Caller) -> Result<Jso
         list.into_iter()
             .map(|i| ImageInfo {
                 id: i.id,
-                tags: i.repo_tags.into_iter().filter(|t| t != "<none>:<none>").collect(),
+                tags: i
+                    .repo_tags
+                    .into_iter()
+                    .filter(|t| t != "<none>:<none>")
+                    .collect(),
                 size: i.size,
                 created: i.created,
                 containers: i.containers,
@@ -221,10 +268,21 @@ pub async fn image_remove(
         .apps
         .engine
         .docker()
-        .remove_image(&id, Some(RemoveImageOptionsBuilder::new().force(q.force).build()), None)
+        .remove_image(
+            &id,
+            Some(RemoveImageOptionsBuilder::new().force(q.force).build()),
+            None,
+        )
         .await
         .map_err(EngineError::from)?;
-    record(&state, &caller, "image.remove", &id, json!({ "force": q.force })).await?;
+    record(
+        &state,
+        &caller,
+        "image.remove",
+        &id,
+        json!({ "force": q.force }),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -236,7 +294,11 @@ pub async fn image_remove(
     responses((status = 200, body = ImportResult), (status = 413, body = ErrorBody),
               (status = 422, body = ErrorBody, description = "not an image tarball"), (status = 503, body = ErrorBody)),
     security(("session" = []), ("bearer" = [])))]
-pub async fn image_import(State(state): State<AppState>, caller: Caller, body: Body) -> Result<Json<ImportResult>> {
+pub async fn image_import(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Body,
+) -> Result<Json<ImportResult>> {
     caller.require(Scope::Write)?;
     let mut seen: u64 = 0;
     let stream = body.into_data_stream().map(move |chunk| {
@@ -251,7 +313,11 @@ pub async fn image_import(State(state): State<AppState>, caller: Caller, body: B
         .apps
         .engine
         .docker()
-        .import_image_stream(ImportImageOptionsBuilder::new().quiet(true).build(), stream, None)
+        .import_image_stream(
+            ImportImageOptionsBuilder::new().quiet(true).build(),
+            stream,
+            None,
+        )
         .map_err(EngineError::from)
         .collect()
         .await;
@@ -269,7 +335,9 @@ pub async fn image_import(State(state): State<AppState>, caller: Caller, body: B
                     }
                 }
             }
-            Err(EngineError::Refused(m)) | Err(EngineError::NotFound(m)) | Err(EngineError::Conflict(m)) => {
+            Err(EngineError::Refused(m))
+            | Err(EngineError::NotFound(m))
+            | Err(EngineError::Conflict(m)) => {
                 return Err(ApiError::Invalid {
                     field: None,
                     message: format!("the engine could not load this tarball: {m}"),
@@ -281,10 +349,18 @@ pub async fn image_import(State(state): State<AppState>, caller: Caller, body: B
     if loaded.is_empty() {
         return Err(ApiError::Invalid {
             field: None,
-            message: "the engine loaded no image from this body; send the output of `docker save`".into(),
+            message: "the engine loaded no image from this body; send the output of `docker save`"
+                .into(),
         });
     }
-    record(&state, &caller, "image.import", &loaded.join(","), json!({ "bytes_max": MAX_IMPORT_BYTES })).await?;
+    record(
+        &state,
+        &caller,
+        "image.import",
+        &loaded.join(","),
+        json!({ "bytes_max": MAX_IMPORT_BYTES }),
+    )
+    .await?;
     Ok(Json(ImportResult { loaded }))
 }
 
@@ -300,7 +376,14 @@ pub async fn image_pull(
     caller.require(Scope::Write)?;
     super::model::check_image_ref("image", &req.image)?;
     let progress = state.apps.pulls.start(&state.apps.engine, &req.image);
-    record(&state, &caller, "image.pull", &req.image, json!({ "pull": progress.id })).await?;
+    record(
+        &state,
+        &caller,
+        "image.pull",
+        &req.image,
+        json!({ "pull": progress.id }),
+    )
+    .await?;
     Ok((StatusCode::ACCEPTED, Json(progress)))
 }
 
@@ -309,7 +392,11 @@ pub async fn image_pull(
     params(("id" = String, Path, description = "pull id")),
     responses((status = 200, body = PullProgress), (status = 404, body = ErrorBody)),
     security(("session" = []), ("bearer" = [])))]
-pub async fn image_pull_progress(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<PullProgress>> {
+pub async fn image_pull_progress(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<PullProgress>> {
     caller.require(Scope::Read)?;
     state
         .apps
@@ -323,7 +410,10 @@ pub async fn image_pull_progress(State(state): State<AppState>, caller: Caller, 
 #[utoipa::path(get, path = "/volumes", tag = "engine",
     responses((status = 200, body = Vec<VolumeInfo>), (status = 503, body = ErrorBody)),
     security(("session" = []), ("bearer" = [])))]
-pub async fn volumes(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<VolumeInfo>>> {
+pub async fn volumes(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<VolumeInfo>>> {
     caller.require(Scope::Read)?;
     let list = state
         .apps
@@ -352,7 +442,10 @@ pub async fn volumes(State(state): State<AppState>, caller: Caller) -> Result<Js
 #[utoipa::path(get, path = "/networks", tag = "engine",
     responses((status = 200, body = Vec<NetworkInfo>), (status = 503, body = ErrorBody)),
     security(("session" = []), ("bearer" = [])))]
-pub async fn networks(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<NetworkInfo>>> {
+pub async fn networks(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<NetworkInfo>>> {
     caller.require(Scope::Read)?;
     let list = state
         .apps

@@ -64,9 +64,9 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound(m) => ApiError::NotFound(m),
             EngineError::Conflict(m) => ApiError::Conflict(m),
             EngineError::Refused(m) => ApiError::ApplyFailed(m),
-            EngineError::Unreachable(m) => ApiError::Unavailable(format!(
-                "the Docker engine cannot be reached: {m}"
-            )),
+            EngineError::Unreachable(m) => {
+                ApiError::Unavailable(format!("the Docker engine cannot be reached: {m}"))
+            }
         }
     }
 }
@@ -193,7 +193,10 @@ impl Apps {
     /// Re-reads every app's containers (after start-up or a lost event stream).
     pub async fn resync(&self) -> Result<(), EngineError> {
         let mut names: BTreeSet<String> = self.engine.managed_apps().await?;
-        if let Ok(rows) = sqlx::query_scalar!("SELECT name FROM apps").fetch_all(&self.db).await {
+        if let Ok(rows) = sqlx::query_scalar!("SELECT name FROM apps")
+            .fetch_all(&self.db)
+            .await
+        {
             names.extend(rows);
         }
         let mut fresh = HashMap::new();
@@ -250,12 +253,14 @@ impl Apps {
                     vec![format!("{}=true", engine::LABEL_MANAGED)],
                 ),
             ]);
-            let mut events = Box::pin(self.engine.docker().events(Some(
-                bollard::query_parameters::EventsOptionsBuilder::new()
-                    .since(&since)
-                    .filters(&filters)
-                    .build(),
-            )));
+            let mut events = Box::pin(
+                self.engine.docker().events(Some(
+                    bollard::query_parameters::EventsOptionsBuilder::new()
+                        .since(&since)
+                        .filters(&filters)
+                        .build(),
+                )),
+            );
             if let Err(e) = self.resync().await {
                 self.set_engine_error(Some(e.to_string()));
                 tokio::time::sleep(backoff).await;
@@ -516,7 +521,11 @@ impl Apps {
     ) -> Result<Vec<PlannedAction>, (Vec<PlannedAction>, String)> {
         let fail = |e: EngineError| (Vec::new(), e.to_string());
         let found = self.engine.observe(name).await.map_err(fail)?;
-        let image_id = self.engine.image_id(&stored.spec.image).await.map_err(fail)?;
+        let image_id = self
+            .engine
+            .image_id(&stored.spec.image)
+            .await
+            .map_err(fail)?;
         if image_id.is_none() {
             return Err((
                 Vec::new(),
@@ -635,7 +644,10 @@ impl Apps {
                 if clash {
                     return Err(ApiError::invalid(
                         &field,
-                        format!("host port {host}/{} is already used by app `{other}`", p.protocol.as_str()),
+                        format!(
+                            "host port {host}/{} is already used by app `{other}`",
+                            p.protocol.as_str()
+                        ),
                     ));
                 }
             }
@@ -648,14 +660,23 @@ impl Apps {
                     }
                     return Err(ApiError::invalid(
                         &field,
-                        format!("host port {host}/{} is published by container `{container}`", p.protocol.as_str()),
+                        format!(
+                            "host port {host}/{} is published by container `{container}`",
+                            p.protocol.as_str()
+                        ),
                     ));
                 }
             }
-            if self.engine.local && !ours && streams::host_port_taken(p.bind.as_deref(), host, p.protocol) {
+            if self.engine.local
+                && !ours
+                && streams::host_port_taken(p.bind.as_deref(), host, p.protocol)
+            {
                 return Err(ApiError::invalid(
                     &field,
-                    format!("host port {host}/{} is in use by another program on this host", p.protocol.as_str()),
+                    format!(
+                        "host port {host}/{} is in use by another program on this host",
+                        p.protocol.as_str()
+                    ),
                 ));
             }
         }
@@ -701,8 +722,9 @@ fn split_current<'a>(name: &str, found: &'a [Observed]) -> (Option<&'a Observed>
 }
 
 fn decode<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, ApiError> {
-    serde_json::from_str(json)
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("corrupt JSON in the apps table")))
+    serde_json::from_str(json).map_err(|e| {
+        ApiError::Internal(anyhow::Error::new(e).context("corrupt JSON in the apps table"))
+    })
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<String, ApiError> {

@@ -25,8 +25,21 @@ pub const LABEL_PREFIX: &str = "berth.";
 /// Host paths whose mount gives a container the host itself.
 const DOCKER_SOCKETS: &[&str] = &["/var/run/docker.sock", "/run/docker.sock"];
 const HOST_SYSTEM_DIRS: &[&str] = &[
-    "/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/root", "/run", "/sbin",
-    "/sys", "/usr", "/var", "/var/lib/docker",
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib64",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/var",
+    "/var/lib/docker",
 ];
 
 /// A lowercase DNS label: what app and stack names must be, so that they are
@@ -51,7 +64,12 @@ pub fn check_dns_label(field: &str, name: &str) -> Result<(), ApiError> {
 
 /// Checks a Docker image reference: `[host[:port]/]path[:tag][@algo:hex]`.
 pub fn check_image_ref(field: &str, reference: &str) -> Result<(), ApiError> {
-    let bad = |why: &str| Err(ApiError::invalid(field, format!("not an image reference: {why}")));
+    let bad = |why: &str| {
+        Err(ApiError::invalid(
+            field,
+            format!("not an image reference: {why}"),
+        ))
+    };
     if reference.is_empty() || reference.len() > 255 {
         return bad("expected 1 to 255 characters");
     }
@@ -97,7 +115,8 @@ pub fn check_image_ref(field: &str, reference: &str) -> Result<(), ApiError> {
             None => (host, None),
         };
         let host_ok = !h.is_empty()
-            && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
             && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
         if !host_ok {
             return bad("the registry host is not valid");
@@ -113,7 +132,10 @@ pub fn check_image_ref(field: &str, reference: &str) -> Result<(), ApiError> {
 
 fn path_component_ok(part: &str) -> bool {
     let bytes = part.as_bytes();
-    if bytes.is_empty() || !bytes[0].is_ascii_alphanumeric() || !bytes[bytes.len() - 1].is_ascii_alphanumeric() {
+    if bytes.is_empty()
+        || !bytes[0].is_ascii_alphanumeric()
+        || !bytes[bytes.len() - 1].is_ascii_alphanumeric()
+    {
         return false;
     }
     let mut i = 0;
@@ -165,7 +187,10 @@ fn check_argv(field: &str, argv: &[String], allow_empty: bool) -> Result<(), Api
         return Err(ApiError::invalid(field, "needs at least one item"));
     }
     if argv.len() > MAX_ARGV_ITEMS {
-        return Err(ApiError::invalid(field, format!("at most {MAX_ARGV_ITEMS} items")));
+        return Err(ApiError::invalid(
+            field,
+            format!("at most {MAX_ARGV_ITEMS} items"),
+        ));
     }
     for (i, arg) in argv.iter().enumerate() {
         if arg.len() > MAX_ARG_LEN {
@@ -247,7 +272,10 @@ pub fn validate(mut spec: AppSpec, policy: &Policy) -> Result<AppSpec, ApiError>
         check_argv("entrypoint", ep, true)?;
     }
     if spec.env.len() > MAX_ENV {
-        return Err(ApiError::invalid("env", format!("at most {MAX_ENV} variables")));
+        return Err(ApiError::invalid(
+            "env",
+            format!("at most {MAX_ENV} variables"),
+        ));
     }
     for (k, v) in &spec.env {
         check_env_name(&format!("env.{k}"), k)?;
@@ -295,16 +323,23 @@ pub fn validate(mut spec: AppSpec, policy: &Policy) -> Result<AppSpec, ApiError>
         within("start_period_s", hc.start_period_s, 0, 3600)?;
     }
     if spec.labels.len() > MAX_ENV {
-        return Err(ApiError::invalid("labels", format!("at most {MAX_ENV} labels")));
+        return Err(ApiError::invalid(
+            "labels",
+            format!("at most {MAX_ENV} labels"),
+        ));
     }
     for (k, v) in &spec.labels {
         let field = format!("labels.{k}");
         if k.starts_with(LABEL_PREFIX) {
-            return Err(ApiError::invalid(&field, "keys starting with `berth.` are reserved"));
+            return Err(ApiError::invalid(
+                &field,
+                "keys starting with `berth.` are reserved",
+            ));
         }
         let key_ok = !k.is_empty()
             && k.len() <= 256
-            && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b));
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b));
         if !key_ok || v.len() > 4096 || v.contains('\0') {
             return Err(ApiError::invalid(
                 &field,
@@ -337,7 +372,10 @@ fn check_ports(spec: &AppSpec) -> Result<(), ApiError> {
     let mut exposed = BTreeSet::new();
     for (i, p) in spec.ports.iter().enumerate() {
         if p.container == 0 {
-            return Err(ApiError::invalid(&format!("ports[{i}].container"), "must be 1 to 65535"));
+            return Err(ApiError::invalid(
+                &format!("ports[{i}].container"),
+                "must be 1 to 65535",
+            ));
         }
         if !exposed.insert((p.container, p.protocol, p.host)) {
             return Err(ApiError::invalid(&format!("ports[{i}]"), "listed twice"));
@@ -352,7 +390,10 @@ fn check_ports(spec: &AppSpec) -> Result<(), ApiError> {
         }
         if let Some(host) = p.host {
             if host == 0 {
-                return Err(ApiError::invalid(&format!("ports[{i}].host"), "must be 1 to 65535"));
+                return Err(ApiError::invalid(
+                    &format!("ports[{i}].host"),
+                    "must be 1 to 65535",
+                ));
             }
             if spec.host_network {
                 return Err(ApiError::invalid(
@@ -363,7 +404,10 @@ fn check_ports(spec: &AppSpec) -> Result<(), ApiError> {
             if !published.insert((host, p.protocol)) {
                 return Err(ApiError::invalid(
                     &format!("ports[{i}].host"),
-                    format!("host port {host}/{} is published twice", p.protocol.as_str()),
+                    format!(
+                        "host port {host}/{} is published twice",
+                        p.protocol.as_str()
+                    ),
                 ));
             }
         }
@@ -379,11 +423,17 @@ fn check_volumes(spec: &mut AppSpec, policy: &Policy) -> Result<(), ApiError> {
     for (i, v) in spec.volumes.iter_mut().enumerate() {
         let target = clean_absolute(&format!("volumes[{i}].target"), &v.target)?;
         if target == Path::new("/") {
-            return Err(ApiError::invalid(&format!("volumes[{i}].target"), "cannot mount over /"));
+            return Err(ApiError::invalid(
+                &format!("volumes[{i}].target"),
+                "cannot mount over /",
+            ));
         }
         v.target = target.to_string_lossy().into_owned();
         if !targets.insert(v.target.clone()) {
-            return Err(ApiError::invalid(&format!("volumes[{i}].target"), "mounted twice"));
+            return Err(ApiError::invalid(
+                &format!("volumes[{i}].target"),
+                "mounted twice",
+            ));
         }
         let field = format!("volumes[{i}].source");
         if v.source.starts_with('/') {
@@ -393,7 +443,10 @@ fn check_volumes(spec: &mut AppSpec, policy: &Policy) -> Result<(), ApiError> {
             // decided in `check_policy`; everything else must sit under a
             // root the admin configured.
             if bind_danger(&source).is_none()
-                && !policy.bind_roots.iter().any(|root| source.starts_with(root))
+                && !policy
+                    .bind_roots
+                    .iter()
+                    .any(|root| source.starts_with(root))
             {
                 let roots = if policy.bind_roots.is_empty() {
                     "none are configured; set `bind_roots` in the config file".to_string()
@@ -447,12 +500,18 @@ fn check_limits(spec: &AppSpec) -> Result<(), ApiError> {
     if let Some(c) = spec.limits.cpus {
         // The engine's own CPU count is checked before applying.
         if !c.is_finite() || !(0.01..=1024.0).contains(&c) {
-            return Err(ApiError::invalid("limits.cpus", "must be between 0.01 and the host's CPU count"));
+            return Err(ApiError::invalid(
+                "limits.cpus",
+                "must be between 0.01 and the host's CPU count",
+            ));
         }
     }
     if let Some(p) = spec.limits.pids {
         if !(1..=MAX_PIDS).contains(&p) {
-            return Err(ApiError::invalid("limits.pids", format!("must be between 1 and {MAX_PIDS}")));
+            return Err(ApiError::invalid(
+                "limits.pids",
+                format!("must be between 1 and {MAX_PIDS}"),
+            ));
         }
     }
     Ok(())
@@ -491,10 +550,18 @@ fn check_policy(spec: &AppSpec) -> Result<(), ApiError> {
     for (allowance, field) in required_allowances(spec) {
         if !spec.allow.contains(&allowance) {
             let what = match allowance {
-                Allowance::Privileged => "privileged mode gives the container every device and capability of the host",
-                Allowance::CapAdd => "added capabilities widen what the container may do to the host",
-                Allowance::HostNetwork => "the host's network namespace bypasses the container's network isolation",
-                Allowance::HostPid => "the host's PID namespace lets the container see and signal host processes",
+                Allowance::Privileged => {
+                    "privileged mode gives the container every device and capability of the host"
+                }
+                Allowance::CapAdd => {
+                    "added capabilities widen what the container may do to the host"
+                }
+                Allowance::HostNetwork => {
+                    "the host's network namespace bypasses the container's network isolation"
+                }
+                Allowance::HostPid => {
+                    "the host's PID namespace lets the container see and signal host processes"
+                }
                 Allowance::HostIpc => "the host's IPC namespace shares memory with host processes",
                 Allowance::DockerSocket => "the Docker socket gives the container root on the host",
                 Allowance::HostRoot => "this host directory exposes the host's system files",
@@ -536,12 +603,30 @@ mod tests {
 
     #[test]
     fn names_with_shell_metacharacters_are_refused() {
-        for bad in ["x;id", "$(id)", "`id`", "a\nb", "Web", "-a", "a-", "", &"a".repeat(64), "a b", "a_b"] {
-            let s = AppSpec { name: bad.into(), ..spec() };
+        for bad in [
+            "x;id",
+            "$(id)",
+            "`id`",
+            "a\nb",
+            "Web",
+            "-a",
+            "a-",
+            "",
+            &"a".repeat(64),
+            "a b",
+            "a_b",
+        ] {
+            let s = AppSpec {
+                name: bad.into(),
+                ..spec()
+            };
             assert_eq!(field_of(validate(s, &NO_ROOTS)), "name", "{bad:?}");
         }
         for good in ["a", "web-1", &"a".repeat(63)] {
-            let s = AppSpec { name: good.to_string(), ..spec() };
+            let s = AppSpec {
+                name: good.to_string(),
+                ..spec()
+            };
             assert!(validate(s, &NO_ROOTS).is_ok(), "{good}");
         }
     }
@@ -559,14 +644,30 @@ mod tests {
         ] {
             assert!(check_image_ref("image", good).is_ok(), "{good}");
         }
-        for bad in ["", "Nginx", "nginx:", "a;b", "$(id)", "a b", "nginx:-x", "a//b", "a..b", "-a", "reg:99999/x", "x@sha256:zz"] {
+        for bad in [
+            "",
+            "Nginx",
+            "nginx:",
+            "a;b",
+            "$(id)",
+            "a b",
+            "nginx:-x",
+            "a//b",
+            "a..b",
+            "-a",
+            "reg:99999/x",
+            "x@sha256:zz",
+        ] {
             assert!(check_image_ref("image", bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn argv_items_cannot_hold_newlines() {
-        let s = AppSpec { command: vec!["sh".into(), "-c\nid".into()], ..spec() };
+        let s = AppSpec {
+            command: vec!["sh".into(), "-c\nid".into()],
+            ..spec()
+        };
         assert_eq!(field_of(validate(s, &NO_ROOTS)), "command[1]");
     }
 
@@ -585,23 +686,47 @@ mod tests {
 
     #[test]
     fn duplicate_host_ports_are_refused() {
-        let p = |c, h| PortSpec { container: c, host: Some(h), bind: None, protocol: Default::default() };
-        let s = AppSpec { ports: vec![p(80, 8080), p(81, 8080)], ..spec() };
+        let p = |c, h| PortSpec {
+            container: c,
+            host: Some(h),
+            bind: None,
+            protocol: Default::default(),
+        };
+        let s = AppSpec {
+            ports: vec![p(80, 8080), p(81, 8080)],
+            ..spec()
+        };
         assert_eq!(field_of(validate(s, &NO_ROOTS)), "ports[1].host");
     }
 
     #[test]
     fn bind_mounts_need_a_root_and_dangerous_ones_an_allowance() {
-        let vol = |src: &str| VolumeSpec { source: src.into(), target: "/data".into(), read_only: false };
+        let vol = |src: &str| VolumeSpec {
+            source: src.into(),
+            target: "/data".into(),
+            read_only: false,
+        };
         let roots = [PathBuf::from("/srv/apps")];
         let policy = Policy { bind_roots: &roots };
-        let s = AppSpec { volumes: vec![vol("/srv/apps/web")], ..spec() };
+        let s = AppSpec {
+            volumes: vec![vol("/srv/apps/web")],
+            ..spec()
+        };
         assert!(validate(s, &policy).is_ok());
-        let s = AppSpec { volumes: vec![vol("/srv/apps/../../etc")], ..spec() };
+        let s = AppSpec {
+            volumes: vec![vol("/srv/apps/../../etc")],
+            ..spec()
+        };
         assert_eq!(field_of(validate(s, &policy)), "volumes[0].source");
-        let s = AppSpec { volumes: vec![vol("/home/x")], ..spec() };
+        let s = AppSpec {
+            volumes: vec![vol("/home/x")],
+            ..spec()
+        };
         assert_eq!(field_of(validate(s, &policy)), "volumes[0].source");
-        let s = AppSpec { volumes: vec![vol("/var/run/docker.sock")], ..spec() };
+        let s = AppSpec {
+            volumes: vec![vol("/var/run/docker.sock")],
+            ..spec()
+        };
         assert_eq!(field_of(validate(s, &policy)), "volumes[0].source");
         let s = AppSpec {
             volumes: vec![vol("/var/run/docker.sock")],
@@ -609,21 +734,40 @@ mod tests {
             ..spec()
         };
         assert!(validate(s, &policy).is_ok());
-        let s = AppSpec { volumes: vec![vol("/")], ..spec() };
+        let s = AppSpec {
+            volumes: vec![vol("/")],
+            ..spec()
+        };
         assert_eq!(field_of(validate(s, &policy)), "volumes[0].source");
-        let s = AppSpec { volumes: vec![vol("data")], ..spec() };
+        let s = AppSpec {
+            volumes: vec![vol("data")],
+            ..spec()
+        };
         assert!(validate(s, &NO_ROOTS).is_ok());
     }
 
     #[test]
     fn isolation_settings_need_their_allowance() {
-        let s = AppSpec { privileged: true, ..spec() };
+        let s = AppSpec {
+            privileged: true,
+            ..spec()
+        };
         assert_eq!(field_of(validate(s, &NO_ROOTS)), "privileged");
-        let s = AppSpec { host_pid: true, ..spec() };
+        let s = AppSpec {
+            host_pid: true,
+            ..spec()
+        };
         assert_eq!(field_of(validate(s, &NO_ROOTS)), "host_pid");
-        let s = AppSpec { cap_add: vec!["NET_ADMIN".into()], ..spec() };
+        let s = AppSpec {
+            cap_add: vec!["NET_ADMIN".into()],
+            ..spec()
+        };
         assert_eq!(field_of(validate(s, &NO_ROOTS)), "cap_add");
-        let s = AppSpec { privileged: true, allow: vec![Allowance::Privileged], ..spec() };
+        let s = AppSpec {
+            privileged: true,
+            allow: vec![Allowance::Privileged],
+            ..spec()
+        };
         assert!(validate(s, &NO_ROOTS).is_ok());
     }
 

@@ -34,9 +34,15 @@ pub fn plan(i: &Inputs) -> Vec<PlannedAction> {
     let mut actions = Vec::new();
     for stray in i.strays {
         let why = if stray.name.ends_with(super::apply::NEXT_SUFFIX) {
-            format!("container `{}` was left by an interrupted apply", stray.name)
+            format!(
+                "container `{}` was left by an interrupted apply",
+                stray.name
+            )
         } else {
-            format!("container `{}` is the app's but was renamed outside berth", stray.name)
+            format!(
+                "container `{}` is the app's but was renamed outside berth",
+                stray.name
+            )
         };
         actions.push(action(ActionKind::Remove, vec![why]));
     }
@@ -51,7 +57,10 @@ pub fn plan(i: &Inputs) -> Vec<PlannedAction> {
         };
         actions.push(action(ActionKind::Create, vec![why]));
         if wants_running {
-            actions.push(action(ActionKind::Start, vec!["desired state is running".into()]));
+            actions.push(action(
+                ActionKind::Start,
+                vec!["desired state is running".into()],
+            ));
         }
         return actions;
     };
@@ -64,7 +73,10 @@ pub fn plan(i: &Inputs) -> Vec<PlannedAction> {
     if wants_running && !current.running && current.state != "restarting" {
         actions.push(action(ActionKind::Start, vec![describe_stopped(current)]));
     } else if !wants_running && current.running {
-        actions.push(action(ActionKind::Stop, vec!["desired state is stopped".into()]));
+        actions.push(action(
+            ActionKind::Stop,
+            vec!["desired state is stopped".into()],
+        ));
     }
     actions
 }
@@ -73,7 +85,9 @@ fn recreate_reasons(i: &Inputs, current: &Observed) -> Vec<String> {
     let mut reasons = Vec::new();
     if current.spec_hash.as_deref() != Some(i.hash) {
         match i.applied {
-            Some(applied) if current.spec_hash.is_some() => reasons.extend(changes(applied, i.spec)),
+            Some(applied) if current.spec_hash.is_some() => {
+                reasons.extend(changes(applied, i.spec))
+            }
             _ => {}
         }
         if reasons.is_empty() {
@@ -82,7 +96,10 @@ fn recreate_reasons(i: &Inputs, current: &Observed) -> Vec<String> {
     }
     if let Some(id) = i.image_id {
         if !current.image_id.is_empty() && current.image_id != id {
-            reasons.push(format!("`{}` now points to a different image", i.spec.image));
+            reasons.push(format!(
+                "`{}` now points to a different image",
+                i.spec.image
+            ));
         }
     }
     reasons.extend(drift(i.spec, current));
@@ -135,8 +152,18 @@ pub fn changes(old: &AppSpec, new: &AppSpec) -> Vec<String> {
         out.push("entrypoint changed".into());
     }
     if old.env != new.env {
-        let added: Vec<&str> = new.env.keys().filter(|k| !old.env.contains_key(*k)).map(String::as_str).collect();
-        let removed: Vec<&str> = old.env.keys().filter(|k| !new.env.contains_key(*k)).map(String::as_str).collect();
+        let added: Vec<&str> = new
+            .env
+            .keys()
+            .filter(|k| !old.env.contains_key(*k))
+            .map(String::as_str)
+            .collect();
+        let removed: Vec<&str> = old
+            .env
+            .keys()
+            .filter(|k| !new.env.contains_key(*k))
+            .map(String::as_str)
+            .collect();
         let changed: Vec<&str> = new
             .env
             .iter()
@@ -154,7 +181,10 @@ pub fn changes(old: &AppSpec, new: &AppSpec) -> Vec<String> {
     let simple: [(&str, bool); 10] = [
         ("ports changed", old.ports != new.ports),
         ("volumes changed", old.volumes != new.volumes),
-        ("networks changed", old.networks != new.networks || old.aliases != new.aliases),
+        (
+            "networks changed",
+            old.networks != new.networks || old.aliases != new.aliases,
+        ),
         ("restart policy changed", old.restart != new.restart),
         ("resource limits changed", old.limits != new.limits),
         ("health check changed", old.health_check != new.health_check),
@@ -163,20 +193,33 @@ pub fn changes(old: &AppSpec, new: &AppSpec) -> Vec<String> {
         ("capabilities changed", old.cap_add != new.cap_add),
         (
             "host namespaces changed",
-            (old.host_network, old.host_pid, old.host_ipc) != (new.host_network, new.host_pid, new.host_ipc),
+            (old.host_network, old.host_pid, old.host_ipc)
+                != (new.host_network, new.host_pid, new.host_ipc),
         ),
     ];
-    out.extend(simple.into_iter().filter(|(_, c)| *c).map(|(r, _)| r.to_string()));
+    out.extend(
+        simple
+            .into_iter()
+            .filter(|(_, c)| *c)
+            .map(|(r, _)| r.to_string()),
+    );
     out
 }
 
 /// The status shown for an app, with its reasons.
-pub fn status(i: &Inputs, last_apply_failed: Option<&str>, applying: bool) -> (AppStatus, Vec<String>) {
+pub fn status(
+    i: &Inputs,
+    last_apply_failed: Option<&str>,
+    applying: bool,
+) -> (AppStatus, Vec<String>) {
     if applying {
         return (AppStatus::Pending, vec!["an apply is in progress".into()]);
     }
     if let Some(error) = last_apply_failed {
-        return (AppStatus::Failed, vec![format!("the last apply failed: {error}")]);
+        return (
+            AppStatus::Failed,
+            vec![format!("the last apply failed: {error}")],
+        );
     }
     let Some(current) = i.current else {
         return match (i.applied, i.strays.first()) {
@@ -203,8 +246,14 @@ pub fn status(i: &Inputs, last_apply_failed: Option<&str>, applying: bool) -> (A
     }
     match (i.spec.state, current.running) {
         (DesiredState::Running, true) => match current.health.as_deref() {
-            Some("starting") => (AppStatus::Starting, vec!["waiting for the health check".into()]),
-            Some("unhealthy") => (AppStatus::Unhealthy, vec!["the health check is failing".into()]),
+            Some("starting") => (
+                AppStatus::Starting,
+                vec!["waiting for the health check".into()],
+            ),
+            Some("unhealthy") => (
+                AppStatus::Unhealthy,
+                vec!["the health check is failing".into()],
+            ),
             _ => (AppStatus::Running, Vec::new()),
         },
         (DesiredState::Running, false) => {
@@ -266,7 +315,11 @@ mod tests {
         }
     }
 
-    fn inputs<'a>(spec: &'a AppSpec, current: Option<&'a Observed>, applied: Option<&'a AppSpec>) -> Inputs<'a> {
+    fn inputs<'a>(
+        spec: &'a AppSpec,
+        current: Option<&'a Observed>,
+        applied: Option<&'a AppSpec>,
+    ) -> Inputs<'a> {
         Inputs {
             spec,
             hash: "h2",
@@ -286,8 +339,14 @@ mod tests {
         let s = spec();
         let p = plan(&inputs(&s, None, None));
         assert_eq!(kinds(&p), [ActionKind::Create, ActionKind::Start]);
-        let stopped = AppSpec { state: DesiredState::Stopped, ..spec() };
-        assert_eq!(kinds(&plan(&inputs(&stopped, None, None))), [ActionKind::Create]);
+        let stopped = AppSpec {
+            state: DesiredState::Stopped,
+            ..spec()
+        };
+        assert_eq!(
+            kinds(&plan(&inputs(&stopped, None, None))),
+            [ActionKind::Create]
+        );
     }
 
     #[test]
@@ -295,7 +354,10 @@ mod tests {
         let s = spec();
         let o = observed(&s, "h2");
         assert!(plan(&inputs(&s, Some(&o), Some(&s))).is_empty());
-        assert_eq!(status(&inputs(&s, Some(&o), Some(&s)), None, false).0, AppStatus::Running);
+        assert_eq!(
+            status(&inputs(&s, Some(&o), Some(&s)), None, false).0,
+            AppStatus::Running
+        );
     }
 
     #[test]
@@ -308,7 +370,10 @@ mod tests {
         let p = plan(&inputs(&new, Some(&o), Some(&old)));
         assert_eq!(kinds(&p), [ActionKind::Recreate]);
         let reasons = p[0].reasons.join("; ");
-        assert!(reasons.contains("image changed (img:1 → img:2)"), "{reasons}");
+        assert!(
+            reasons.contains("image changed (img:1 → img:2)"),
+            "{reasons}"
+        );
         assert!(reasons.contains("env changed (added A)"), "{reasons}");
         assert!(!reasons.contains("secret-value"));
     }
@@ -332,7 +397,10 @@ mod tests {
         let (st, reasons) = status(&inputs(&s, Some(&o), Some(&s)), None, false);
         assert_eq!(st, AppStatus::Drifted);
         assert_eq!(reasons, ["memory limit changed outside berth"]);
-        assert_eq!(kinds(&plan(&inputs(&s, Some(&o), Some(&s)))), [ActionKind::Recreate]);
+        assert_eq!(
+            kinds(&plan(&inputs(&s, Some(&o), Some(&s)))),
+            [ActionKind::Recreate]
+        );
 
         let mut o = observed(&s, "h2");
         o.running = false;
@@ -340,15 +408,33 @@ mod tests {
         o.exit_code = Some(137);
         let (st, _) = status(&inputs(&s, Some(&o), Some(&s)), None, false);
         assert_eq!(st, AppStatus::Drifted);
-        assert_eq!(kinds(&plan(&inputs(&s, Some(&o), Some(&s)))), [ActionKind::Start]);
+        assert_eq!(
+            kinds(&plan(&inputs(&s, Some(&o), Some(&s)))),
+            [ActionKind::Start]
+        );
 
         let (st, reasons) = status(&inputs(&s, None, Some(&s)), None, false);
-        assert_eq!((st, reasons[0].as_str()), (AppStatus::Drifted, "the container was removed outside berth"));
+        assert_eq!(
+            (st, reasons[0].as_str()),
+            (
+                AppStatus::Drifted,
+                "the container was removed outside berth"
+            )
+        );
 
-        let stopped = AppSpec { state: DesiredState::Stopped, ..spec() };
+        let stopped = AppSpec {
+            state: DesiredState::Stopped,
+            ..spec()
+        };
         let o = observed(&stopped, "h2");
-        assert_eq!(status(&inputs(&stopped, Some(&o), Some(&stopped)), None, false).0, AppStatus::Drifted);
-        assert_eq!(kinds(&plan(&inputs(&stopped, Some(&o), Some(&stopped)))), [ActionKind::Stop]);
+        assert_eq!(
+            status(&inputs(&stopped, Some(&o), Some(&stopped)), None, false).0,
+            AppStatus::Drifted
+        );
+        assert_eq!(
+            kinds(&plan(&inputs(&stopped, Some(&o), Some(&stopped)))),
+            [ActionKind::Stop]
+        );
     }
 
     #[test]
@@ -373,7 +459,10 @@ mod tests {
         let mut i = inputs(&s, None, Some(&s));
         let strays = [stray];
         i.strays = &strays;
-        assert_eq!(kinds(&plan(&i)), [ActionKind::Remove, ActionKind::Create, ActionKind::Start]);
+        assert_eq!(
+            kinds(&plan(&i)),
+            [ActionKind::Remove, ActionKind::Create, ActionKind::Start]
+        );
     }
 
     #[test]

@@ -61,7 +61,14 @@ pub struct StatsQuery {
     pub stream: bool,
 }
 
-async fn record(state: &AppState, caller: &Caller, action: &str, target: &str, outcome: Outcome, detail: serde_json::Value) -> Result<()> {
+async fn record(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    target: &str,
+    outcome: Outcome,
+    detail: serde_json::Value,
+) -> Result<()> {
     audit::record(
         &state.db,
         AuditEvent::new(&caller.actor, Some(caller.ip), action, outcome)
@@ -74,7 +81,12 @@ async fn record(state: &AppState, caller: &Caller, action: &str, target: &str, o
 
 /// Widening an app's allowances needs the admin scope and the admin's
 /// password, and is audited on its own.
-async fn authorize_allowances(state: &AppState, caller: &Caller, before: &[Allowance], spec: &mut AppSpec) -> Result<()> {
+async fn authorize_allowances(
+    state: &AppState,
+    caller: &Caller,
+    before: &[Allowance],
+    spec: &mut AppSpec,
+) -> Result<()> {
     let added: Vec<&'static str> = spec
         .allow
         .iter()
@@ -92,13 +104,33 @@ async fn authorize_allowances(state: &AppState, caller: &Caller, before: &[Allow
             format!("allowing {} needs your current password", added.join(", ")),
         ));
     };
-    crate::auth::account::confirm_password(state, caller, "confirm_password", password, "app.allow").await?;
-    record(state, caller, "app.allow", &spec.name, Outcome::Success, json!({ "allow": added })).await
+    crate::auth::account::confirm_password(
+        state,
+        caller,
+        "confirm_password",
+        password,
+        "app.allow",
+    )
+    .await?;
+    record(
+        state,
+        caller,
+        "app.allow",
+        &spec.name,
+        Outcome::Success,
+        json!({ "allow": added }),
+    )
+    .await
 }
 
 /// The answer to a change: the app, or 502 when the engine refused the apply
 /// (the change is stored; the app's `last_apply` says what happened).
-async fn answer(state: &AppState, name: &str, result: app::api::ApplyResult, status: StatusCode) -> Result<Response> {
+async fn answer(
+    state: &AppState,
+    name: &str,
+    result: app::api::ApplyResult,
+    status: StatusCode,
+) -> Result<Response> {
     if !result.ok {
         return Err(ApiError::ApplyFailed(format!(
             "saved, but applying failed: {}",
@@ -147,7 +179,10 @@ pub async fn create(
     caller.require(Scope::Write)?;
     let mut spec = model::validate(spec, &state.apps.policy())?;
     if state.apps.load(&spec.name).await?.is_some() {
-        return Err(ApiError::Conflict(format!("an app named `{}` already exists", spec.name)));
+        return Err(ApiError::Conflict(format!(
+            "an app named `{}` already exists",
+            spec.name
+        )));
     }
     state.apps.preflight(&spec).await?;
     if q.dry_run {
@@ -157,7 +192,15 @@ pub async fn create(
     authorize_allowances(&state, &caller, &[], &mut spec).await?;
     state.apps.insert(&spec, None).await?;
     let result = state.apps.apply(&spec.name, false).await?;
-    record(&state, &caller, "app.create", &spec.name, outcome(&result), summary(&spec, Some(&result))).await?;
+    record(
+        &state,
+        &caller,
+        "app.create",
+        &spec.name,
+        outcome(&result),
+        summary(&spec, Some(&result)),
+    )
+    .await?;
     answer(&state, &spec.name, result, StatusCode::CREATED).await
 }
 
@@ -174,7 +217,11 @@ fn outcome(result: &app::api::ApplyResult) -> Outcome {
     params(("name" = String, Path, description = "app name")),
     responses((status = 200, body = App), (status = 404, body = ErrorBody)),
     security(("session" = []), ("bearer" = [])))]
-pub async fn get(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<App>> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<App>> {
     caller.require(Scope::Read)?;
     Ok(Json(state.apps.get(&name).await?))
 }
@@ -201,7 +248,10 @@ pub async fn update(
     if spec.name.is_empty() {
         spec.name = name.clone();
     } else if spec.name != name {
-        return Err(ApiError::invalid("name", "an app cannot be renamed; create a new app instead"));
+        return Err(ApiError::invalid(
+            "name",
+            "an app cannot be renamed; create a new app instead",
+        ));
     }
     let mut spec = model::validate(spec, &state.apps.policy())?;
     state.apps.preflight(&spec).await?;
@@ -209,7 +259,11 @@ pub async fn update(
         spec.confirm_password = None;
         let plan = state
             .apps
-            .plan_for(&spec, stored.stack.as_deref(), stored.applied.as_ref().or(Some(&stored.spec)))
+            .plan_for(
+                &spec,
+                stored.stack.as_deref(),
+                stored.applied.as_ref().or(Some(&stored.spec)),
+            )
             .await?;
         return Ok(Json(plan).into_response());
     }
@@ -219,7 +273,15 @@ pub async fn update(
     let result = state.apps.apply(&name, false).await?;
     let mut detail = summary(&spec, Some(&result));
     detail["changes"] = json!(changes);
-    record(&state, &caller, "app.update", &name, outcome(&result), detail).await?;
+    record(
+        &state,
+        &caller,
+        "app.update",
+        &name,
+        outcome(&result),
+        detail,
+    )
+    .await?;
     answer(&state, &name, result, StatusCode::OK).await
 }
 
@@ -237,7 +299,15 @@ pub async fn delete(
 ) -> Result<StatusCode> {
     caller.require(Scope::Write)?;
     let volumes = state.apps.delete(&name, q.remove_volumes).await?;
-    record(&state, &caller, "app.delete", &name, Outcome::Success, json!({ "removed_volumes": volumes })).await?;
+    record(
+        &state,
+        &caller,
+        "app.delete",
+        &name,
+        Outcome::Success,
+        json!({ "removed_volumes": volumes }),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -246,12 +316,21 @@ pub async fn delete(
     params(("name" = String, Path, description = "app name")),
     responses((status = 200, body = Plan), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("session" = []), ("bearer" = [])))]
-pub async fn plan_now(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<Plan>> {
+pub async fn plan_now(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Plan>> {
     caller.require(Scope::Read)?;
     Ok(Json(state.apps.plan_now(&name).await?))
 }
 
-async fn act(state: AppState, caller: Caller, name: String, action: &'static str) -> Result<Response> {
+async fn act(
+    state: AppState,
+    caller: Caller,
+    name: String,
+    action: &'static str,
+) -> Result<Response> {
     caller.require(Scope::Write)?;
     let mut stored = state.apps.require(&name).await?;
     let result = match action {
@@ -263,7 +342,10 @@ async fn act(state: AppState, caller: Caller, name: String, action: &'static str
             };
             if stored.spec.state != wanted {
                 stored.spec.state = wanted;
-                state.apps.save_spec(&stored.spec, stored.stack.as_deref()).await?;
+                state
+                    .apps
+                    .save_spec(&stored.spec, stored.stack.as_deref())
+                    .await?;
             }
             state.apps.apply(&name, false).await?
         }
@@ -272,7 +354,15 @@ async fn act(state: AppState, caller: Caller, name: String, action: &'static str
         _ => state.apps.apply(&name, false).await?,
     };
     let audit_action = format!("app.{action}");
-    record(&state, &caller, &audit_action, &name, outcome(&result), summary(&stored.spec, Some(&result))).await?;
+    record(
+        &state,
+        &caller,
+        &audit_action,
+        &name,
+        outcome(&result),
+        summary(&stored.spec, Some(&result)),
+    )
+    .await?;
     answer(&state, &name, result, StatusCode::OK).await
 }
 
@@ -280,22 +370,51 @@ macro_rules! action_route {
     ($fn:ident, $path:literal, $action:literal, $doc:literal) => {
         #[doc = $doc]
         #[utoipa::path(post, path = $path, tag = "apps",
-            params(("name" = String, Path, description = "app name")),
-            responses((status = 200, body = App), (status = 404, body = ErrorBody),
-                      (status = 502, body = ErrorBody, description = "the engine refused"),
-                      (status = 503, body = ErrorBody)),
-            security(("session" = []), ("bearer" = [])))]
-        pub async fn $fn(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Response> {
+                    params(("name" = String, Path, description = "app name")),
+                    responses((status = 200, body = App), (status = 404, body = ErrorBody),
+                              (status = 502, body = ErrorBody, description = "the engine refused"),
+                              (status = 503, body = ErrorBody)),
+                    security(("session" = []), ("bearer" = [])))]
+        pub async fn $fn(
+            State(state): State<AppState>,
+            caller: Caller,
+            Path(name): Path<String>,
+        ) -> Result<Response> {
             act(state, caller, name, $action).await
         }
     };
 }
 
-action_route!(start, "/apps/{name}/start", "start", "Sets the desired state to running and applies.");
-action_route!(stop, "/apps/{name}/stop", "stop", "Sets the desired state to stopped and applies.");
-action_route!(restart, "/apps/{name}/restart", "restart", "Restarts the container (pending changes are applied instead).");
-action_route!(redeploy, "/apps/{name}/redeploy", "redeploy", "Recreates the container from the current image, keeping volumes.");
-action_route!(apply_now, "/apps/{name}/apply", "apply", "Applies the stored spec: converges after drift or a failed apply.");
+action_route!(
+    start,
+    "/apps/{name}/start",
+    "start",
+    "Sets the desired state to running and applies."
+);
+action_route!(
+    stop,
+    "/apps/{name}/stop",
+    "stop",
+    "Sets the desired state to stopped and applies."
+);
+action_route!(
+    restart,
+    "/apps/{name}/restart",
+    "restart",
+    "Restarts the container (pending changes are applied instead)."
+);
+action_route!(
+    redeploy,
+    "/apps/{name}/redeploy",
+    "redeploy",
+    "Recreates the container from the current image, keeping volumes."
+);
+action_route!(
+    apply_now,
+    "/apps/{name}/apply",
+    "apply",
+    "Applies the stored spec: converges after drift or a failed apply."
+);
 
 fn current_container(app: &App) -> Result<String> {
     app.container
@@ -336,7 +455,9 @@ pub async fn logs(
                 Err(e) => sse_error(e),
             })
         });
-        return Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response());
+        return Ok(Sse::new(events)
+            .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+            .into_response());
     }
     let collected: Vec<LogLine> = lines
         .collect::<Vec<_>>()
@@ -370,7 +491,9 @@ pub async fn stats(
                 Err(e) => sse_error(e),
             })
         });
-        return Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response());
+        return Ok(Sse::new(events)
+            .keep_alive(KeepAlive::default())
+            .into_response());
     }
     let mut samples = Box::pin(samples);
     match samples.next().await {

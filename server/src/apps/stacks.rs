@@ -40,10 +40,16 @@ fn in_service(service: &str, e: ApiError) -> ApiError {
 }
 
 /// Parses and checks a stack; nothing is stored.
-async fn prepare(state: &AppState, req: &StackRequest) -> Result<Vec<(compose::ComposeApp, AppSpec)>> {
+async fn prepare(
+    state: &AppState,
+    req: &StackRequest,
+) -> Result<Vec<(compose::ComposeApp, AppSpec)>> {
     model::check_dns_label("name", &req.name)?;
     if req.compose.len() > MAX_COMPOSE {
-        return Err(ApiError::invalid("compose", "the compose file is larger than 60 KiB"));
+        return Err(ApiError::invalid(
+            "compose",
+            "the compose file is larger than 60 KiB",
+        ));
     }
     let parsed = compose::parse(&req.name, &req.compose).map_err(|e| ApiError::Invalid {
         field: Some(
@@ -57,7 +63,8 @@ async fn prepare(state: &AppState, req: &StackRequest) -> Result<Vec<(compose::C
     let mut out = Vec::new();
     let mut host_ports = std::collections::BTreeMap::new();
     for app in parsed {
-        let spec = model::validate(app.spec.clone(), &state.apps.policy()).map_err(|e| in_service(&app.service, e))?;
+        let spec = model::validate(app.spec.clone(), &state.apps.policy())
+            .map_err(|e| in_service(&app.service, e))?;
         if state.apps.load(&spec.name).await?.is_some() {
             return Err(ApiError::invalid(
                 &format!("services.{}", app.service),
@@ -74,7 +81,11 @@ async fn prepare(state: &AppState, req: &StackRequest) -> Result<Vec<(compose::C
                 }
             }
         }
-        state.apps.preflight(&spec).await.map_err(|e| in_service(&app.service, e))?;
+        state
+            .apps
+            .preflight(&spec)
+            .await
+            .map_err(|e| in_service(&app.service, e))?;
         out.push((app, spec));
     }
     Ok(out)
@@ -119,7 +130,10 @@ pub async fn create(
         .fetch_one(state.apps.db())
         .await?;
     if exists > 0 {
-        return Err(ApiError::Conflict(format!("a stack named `{}` already exists", req.name)));
+        return Err(ApiError::Conflict(format!(
+            "a stack named `{}` already exists",
+            req.name
+        )));
     }
     let prepared = prepare(&state, &req).await?;
     if q.dry_run {
@@ -137,16 +151,21 @@ pub async fn create(
 
     let mut tx = state.apps.db().begin().await?;
     let now = crate::store::now();
-    sqlx::query!("INSERT INTO stacks (name, compose, created_at) VALUES (?, ?, ?)", req.name, req.compose, now)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            if crate::store::is_unique_violation(&e) {
-                ApiError::Conflict(format!("a stack named `{}` already exists", req.name))
-            } else {
-                e.into()
-            }
-        })?;
+    sqlx::query!(
+        "INSERT INTO stacks (name, compose, created_at) VALUES (?, ?, ?)",
+        req.name,
+        req.compose,
+        now
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| {
+        if crate::store::is_unique_violation(&e) {
+            ApiError::Conflict(format!("a stack named `{}` already exists", req.name))
+        } else {
+            e.into()
+        }
+    })?;
     for (_, spec) in &prepared {
         super::insert_in(&mut tx, spec, Some(&req.name)).await?;
     }
@@ -172,16 +191,26 @@ pub async fn create(
             &caller.actor,
             Some(caller.ip),
             "stack.create",
-            if failure.is_none() { Outcome::Success } else { Outcome::Failure },
+            if failure.is_none() {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            },
         )
         .target(&req.name)
         .detail(json!({ "apps": names, "error": failure })),
     )
     .await?;
     if let Some(f) = failure {
-        return Err(ApiError::ApplyFailed(format!("the stack is saved, but applying stopped at {f}")));
+        return Err(ApiError::ApplyFailed(format!(
+            "the stack is saved, but applying stopped at {f}"
+        )));
     }
-    Ok((StatusCode::CREATED, Json(load_stack(&state, &req.name).await?)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(load_stack(&state, &req.name).await?),
+    )
+        .into_response())
 }
 
 /// Every stack with its apps.
@@ -205,7 +234,11 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
     params(("name" = String, Path, description = "stack name")),
     responses((status = 200, body = Stack), (status = 404, body = ErrorBody)),
     security(("session" = []), ("bearer" = [])))]
-pub async fn get(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<Stack>> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Stack>> {
     caller.require(Scope::Read)?;
     Ok(Json(load_stack(&state, &name).await?))
 }
@@ -216,7 +249,11 @@ pub async fn get(State(state): State<AppState>, caller: Caller, Path(name): Path
     params(("name" = String, Path, description = "stack name")),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("session" = []), ("bearer" = [])))]
-pub async fn delete(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode> {
     caller.require(Scope::Write)?;
     let stack = load_stack(&state, &name).await?;
     let mut networks = std::collections::BTreeSet::new();
@@ -233,9 +270,14 @@ pub async fn delete(State(state): State<AppState>, caller: Caller, Path(name): P
     }
     audit::record(
         state.apps.db(),
-        Event::new(&caller.actor, Some(caller.ip), "stack.delete", Outcome::Success)
-            .target(&name)
-            .detail(json!({ "apps": stack.apps.iter().map(|a| a.name.clone()).collect::<Vec<_>>() })),
+        Event::new(
+            &caller.actor,
+            Some(caller.ip),
+            "stack.delete",
+            Outcome::Success,
+        )
+        .target(&name)
+        .detail(json!({ "apps": stack.apps.iter().map(|a| a.name.clone()).collect::<Vec<_>>() })),
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)

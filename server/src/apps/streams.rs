@@ -7,7 +7,9 @@ use std::sync::Mutex;
 use app::api::{LogLine, Protocol, PullProgress, StatsSample};
 use bollard::container::LogOutput;
 use bollard::models::ContainerStatsResponse;
-use bollard::query_parameters::{ListContainersOptionsBuilder, LogsOptionsBuilder, StatsOptionsBuilder};
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, LogsOptionsBuilder, StatsOptionsBuilder,
+};
 use futures::{Stream, StreamExt};
 
 use super::engine::{Engine, EngineError, LABEL_APP};
@@ -60,7 +62,10 @@ pub fn stats(
     id: &str,
     stream: bool,
 ) -> impl Stream<Item = Result<StatsSample, EngineError>> + Send + 'static {
-    let options = StatsOptionsBuilder::new().stream(stream).one_shot(false).build();
+    let options = StatsOptionsBuilder::new()
+        .stream(stream)
+        .one_shot(false)
+        .build();
     engine
         .docker()
         .stats(id, Some(options))
@@ -73,7 +78,10 @@ pub fn sample(s: ContainerStatsResponse) -> StatsSample {
     let cpu = s.cpu_stats.unwrap_or_default();
     let pre = s.precpu_stats.unwrap_or_default();
     let total = |c: &bollard::models::ContainerCpuStats| {
-        c.cpu_usage.as_ref().and_then(|u| u.total_usage).unwrap_or(0)
+        c.cpu_usage
+            .as_ref()
+            .and_then(|u| u.total_usage)
+            .unwrap_or(0)
     };
     let cpu_delta = total(&cpu).saturating_sub(total(&pre)) as f64;
     let system_delta = cpu
@@ -91,7 +99,11 @@ pub fn sample(s: ContainerStatsResponse) -> StatsSample {
     let cache = memory
         .stats
         .as_ref()
-        .and_then(|m| m.get("inactive_file").or(m.get("total_inactive_file")).copied())
+        .and_then(|m| {
+            m.get("inactive_file")
+                .or(m.get("total_inactive_file"))
+                .copied()
+        })
         .unwrap_or(0);
     let (mut rx, mut tx) = (0, 0);
     for n in s.networks.unwrap_or_default().values() {
@@ -246,7 +258,13 @@ impl Pulls {
                         }
                         let shown = layers
                             .iter()
-                            .map(|(k, l)| if k.is_empty() { l.clone() } else { format!("{k}: {l}") })
+                            .map(|(k, l)| {
+                                if k.is_empty() {
+                                    l.clone()
+                                } else {
+                                    format!("{k}: {l}")
+                                }
+                            })
                             .collect();
                         this.update(&id, |p| p.layers = shown);
                     }

@@ -241,10 +241,7 @@ async fn time_limit(
             status: StatusCode::REQUEST_TIMEOUT,
             code: "timeout",
             field: None,
-            message: format!(
-                "the request took longer than {} s",
-                limit.as_secs()
-            ),
+            message: format!("the request took longer than {} s", limit.as_secs()),
         }
         .into_response(),
     }
