@@ -30,10 +30,25 @@ use engine::{Engine, EngineError, Observed};
 /// What the service knows of the engine, kept current by `watch`.
 #[derive(Default)]
 struct Picture {
-    /// Containers per app name, as last observed.
-    containers: HashMap<String, Vec<Observed>>,
+    /// Containers per app name, as last observed, with the `writes` count
+    /// at the time: a resync must not overwrite what an apply or an event
+    /// observed after the resync began.
+    containers: HashMap<String, (u64, Vec<Observed>)>,
+    writes: u64,
     /// Set while the engine cannot be reached.
     engine_error: Option<String>,
+}
+
+impl Picture {
+    fn put(&mut self, name: &str, found: Vec<Observed>) {
+        self.writes += 1;
+        if found.is_empty() {
+            self.containers.remove(name);
+        } else {
+            self.containers
+                .insert(name.to_string(), (self.writes, found));
+        }
+    }
 }
 
 pub struct Apps {
@@ -181,17 +196,18 @@ impl Apps {
     pub async fn refresh(&self, name: &str) -> Result<Vec<Observed>, EngineError> {
         let found = self.engine.observe(name).await?;
         let mut picture = self.picture.write().unwrap_or_else(|p| p.into_inner());
-        if found.is_empty() {
-            picture.containers.remove(name);
-        } else {
-            picture.containers.insert(name.to_string(), found.clone());
-        }
+        picture.put(name, found.clone());
         picture.engine_error = None;
         Ok(found)
     }
 
     /// Re-reads every app's containers (after start-up or a lost event stream).
     pub async fn resync(&self) -> Result<(), EngineError> {
+        let began = self
+            .picture
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .writes;
         let mut names: BTreeSet<String> = self.engine.managed_apps().await?;
         if let Ok(rows) = sqlx::query_scalar!("SELECT name FROM apps")
             .fetch_all(&self.db)
@@ -213,7 +229,13 @@ impl Apps {
             }
         }
         let mut picture = self.picture.write().unwrap_or_else(|p| p.into_inner());
-        picture.containers = fresh;
+        // Entries written since the resync began are newer than its reading.
+        picture.containers.retain(|_, (at, _)| *at > began);
+        for (name, found) in fresh {
+            if !picture.containers.contains_key(&name) {
+                picture.put(&name, found);
+            }
+        }
         picture.engine_error = None;
         Ok(())
     }
@@ -221,7 +243,11 @@ impl Apps {
     fn observed(&self, name: &str) -> (Vec<Observed>, Option<String>) {
         let picture = self.picture.read().unwrap_or_else(|p| p.into_inner());
         (
-            picture.containers.get(name).cloned().unwrap_or_default(),
+            picture
+                .containers
+                .get(name)
+                .map(|(_, found)| found.clone())
+                .unwrap_or_default(),
             picture.engine_error.clone(),
         )
     }
@@ -578,7 +604,7 @@ impl Apps {
             .execute(&self.db)
             .await?;
         let mut picture = self.picture.write().unwrap_or_else(|p| p.into_inner());
-        picture.containers.remove(name);
+        picture.put(name, Vec::new());
         Ok(volumes)
     }
 

@@ -38,6 +38,35 @@ async fn the_openapi_spec_describes_every_api_route() {
         ("get", "/api/v1/settings"),
         ("put", "/api/v1/settings"),
         ("get", "/api/v1/openapi.json"),
+        ("get", "/api/v1/apps"),
+        ("post", "/api/v1/apps"),
+        ("get", "/api/v1/apps/{name}"),
+        ("put", "/api/v1/apps/{name}"),
+        ("delete", "/api/v1/apps/{name}"),
+        ("get", "/api/v1/apps/{name}/plan"),
+        ("post", "/api/v1/apps/{name}/start"),
+        ("post", "/api/v1/apps/{name}/stop"),
+        ("post", "/api/v1/apps/{name}/restart"),
+        ("post", "/api/v1/apps/{name}/redeploy"),
+        ("post", "/api/v1/apps/{name}/apply"),
+        ("get", "/api/v1/apps/{name}/logs"),
+        ("get", "/api/v1/apps/{name}/stats"),
+        ("get", "/api/v1/containers"),
+        ("post", "/api/v1/containers/{id}/start"),
+        ("post", "/api/v1/containers/{id}/stop"),
+        ("post", "/api/v1/containers/{id}/restart"),
+        ("delete", "/api/v1/containers/{id}"),
+        ("get", "/api/v1/images"),
+        ("delete", "/api/v1/images/{id}"),
+        ("post", "/api/v1/images/import"),
+        ("post", "/api/v1/images/pull"),
+        ("get", "/api/v1/images/pulls/{id}"),
+        ("get", "/api/v1/volumes"),
+        ("get", "/api/v1/networks"),
+        ("get", "/api/v1/stacks"),
+        ("post", "/api/v1/stacks"),
+        ("get", "/api/v1/stacks/{name}"),
+        ("delete", "/api/v1/stacks/{name}"),
     ];
     for (method, path) in expected {
         assert!(
@@ -53,7 +82,11 @@ async fn the_openapi_spec_describes_every_api_route() {
         assert!(path.starts_with("/api/v1/"), "{path}");
         for method in item.as_object().unwrap().keys() {
             operations += 1;
-            let url = format!("{}{}", app.url, path.replace("{id}", "x"));
+            let url = format!(
+                "{}{}",
+                app.url,
+                path.replace("{id}", "x").replace("{name}", "x")
+            );
             let r = anon
                 .request(method.to_uppercase().parse().unwrap(), url)
                 .json(&json!({}))
