@@ -35,6 +35,13 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/tokens") view=Tokens/>
                 <Route path=path!("/audit") view=AuditLog/>
                 <Route path=path!("/account") view=Account/>
+                <Route path=path!("/apps") view=Apps/>
+                <Route path=path!("/apps/:name") view=AppPage/>
+                <Route path=path!("/stacks") view=Stacks/>
+                <Route path=path!("/containers") view=Containers/>
+                <Route path=path!("/images") view=Images/>
+                <Route path=path!("/volumes") view=Volumes/>
+                <Route path=path!("/networks") view=Networks/>
                 <Route path=path!("/:capability") view=Planned/>
             </Routes>
         </Router>

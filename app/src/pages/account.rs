@@ -1,5 +1,6 @@
 //! The admin's account: change password, enrol or remove the TOTP second factor.
 
+use leptos::either::EitherOf3;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -14,10 +15,7 @@ use crate::client::{self, ClientError};
 #[component]
 pub fn Account() -> impl IntoView {
     view! {
-        <Frame title="Account">
-            <PasswordSection/>
-            <TotpSection/>
-        </Frame>
+        <Frame title="Account" body=|| view! { <PasswordSection/><TotpSection/> }/>
     }
 }
 
@@ -183,7 +181,7 @@ fn TotpSection() -> impl IntoView {
                 </div>
             })}
             {move || if enabled() {
-                view! {
+                EitherOf3::A(view! {
                     <p>"A second factor is enabled: login asks for a code."</p>
                     <form on:submit=disable>
                         <label for="totp-off-password">"Password"</label>
@@ -194,10 +192,9 @@ fn TotpSection() -> impl IntoView {
                             aria-invalid=invalid(error, "code") bind:value=code/>
                         <button type="submit" class="danger">"Turn off two-factor authentication"</button>
                     </form>
-                }
-                .into_any()
+                })
             } else if let Some(e) = enrolment.get() {
-                view! {
+                EitherOf3::B(view! {
                     <p>"Scan this code with an authenticator app, then enter the six digits it shows."</p>
                     <div class="qr" role="img" aria-label="QR code for the authenticator app" inner_html=e.qr_svg></div>
                     <p>"Or enter this key by hand: "<code data-testid="totp-secret">{e.secret}</code></p>
@@ -207,10 +204,9 @@ fn TotpSection() -> impl IntoView {
                             aria-invalid=invalid(error, "code") bind:value=code/>
                         <button type="submit">"Turn on"</button>
                     </form>
-                }
-                .into_any()
+                })
             } else {
-                view! {
+                EitherOf3::C(view! {
                     <p>"Not enabled. Add a code from an authenticator app to every login."</p>
                     <form on:submit=start>
                         <label for="totp-password">"Password"</label>
@@ -218,8 +214,7 @@ fn TotpSection() -> impl IntoView {
                             required aria-invalid=invalid(error, "password") bind:value=password/>
                         <button type="submit">"Set up two-factor authentication"</button>
                     </form>
-                }
-                .into_any()
+                })
             }}
         </section>
     }

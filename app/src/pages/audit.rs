@@ -10,9 +10,7 @@ use crate::client::{self, ClientError};
 #[component]
 pub fn AuditLog() -> impl IntoView {
     view! {
-        <Frame title="Audit log">
-            <AuditBody/>
-        </Frame>
+        <Frame title="Audit log" body=AuditBody/>
     }
 }
 

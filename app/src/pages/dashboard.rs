@@ -1,6 +1,7 @@
 //! The landing page once signed in: what berth manages, the panel settings
 //! and the latest audit entries.
 
+use leptos::either::EitherOf3;
 use leptos::prelude::*;
 use leptos_router::components::A;
 
@@ -11,9 +12,7 @@ use crate::client;
 #[component]
 pub fn Dashboard() -> impl IntoView {
     view! {
-        <Frame title="Dashboard">
-            <DashboardBody/>
-        </Frame>
+        <Frame title="Dashboard" body=DashboardBody/>
     }
 }
 
@@ -42,25 +41,24 @@ fn DashboardBody() -> impl IntoView {
         <section aria-labelledby="settings-heading">
             <h2 id="settings-heading">"Panel settings"</h2>
             {move || match settings.get() {
-                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
-                Some(Ok(s)) => view! {
+                None => EitherOf3::A(view! { <p class="muted">"Loading…"</p> }),
+                Some(Err(e)) => EitherOf3::B(view! { <p class="error" role="alert">{e.message}</p> }),
+                Some(Ok(s)) => EitherOf3::C(view! {
                     <dl class="settings">
                         <dt>"Panel domain"</dt>
                         <dd>{s.panel_domain.unwrap_or_else(|| "not set".into())}</dd>
                         <dt>"ACME e-mail"</dt>
                         <dd>{s.acme_email.unwrap_or_else(|| "not set".into())}</dd>
                     </dl>
-                }
-                .into_any(),
+                }),
             }}
         </section>
         <section aria-labelledby="recent-heading">
             <h2 id="recent-heading">"Recent activity"</h2>
             {move || match recent.get() {
-                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
-                Some(Ok(page)) => view! {
+                None => EitherOf3::A(view! { <p class="muted">"Loading…"</p> }),
+                Some(Err(e)) => EitherOf3::B(view! { <p class="error" role="alert">{e.message}</p> }),
+                Some(Ok(page)) => EitherOf3::C(view! {
                     <ul class="activity">
                         {page
                             .items
@@ -74,8 +72,7 @@ fn DashboardBody() -> impl IntoView {
                             .collect_view()}
                     </ul>
                     <p><A href="/audit">"Full audit log"</A></p>
-                }
-                .into_any(),
+                }),
             }}
         </section>
     }

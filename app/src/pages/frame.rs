@@ -36,8 +36,34 @@ impl Auth {
     }
 }
 
+/// The page's own content is built in the browser once the admin is known
+/// (there is nothing to show before), and mounted rather than hydrated: a
+/// hydratable view costs the wasm a synchronous and an asynchronous
+/// hydration path for every element, which for the bodies would never run.
 #[component]
-pub fn Frame(title: &'static str, children: ChildrenFn) -> impl IntoView {
+pub fn Frame<F, V>(#[prop(into)] title: String, body: F) -> impl IntoView
+where
+    F: Fn() -> V + Clone + Send + Sync + 'static,
+    V: IntoView + 'static,
+{
+    let auth = expect_context::<Auth>();
+    let signed_in = Memo::new(move |_| auth.me.with(Option::is_some));
+    let slot = NodeRef::<leptos::html::Div>::new();
+    Effect::new(move |_| {
+        if let (true, Some(el)) = (signed_in.get(), slot.get()) {
+            mount_body(el, body.clone());
+        }
+    });
+    view! { <Layout title signed_in mount_point=slot/> }
+}
+
+/// Everything of the frame but the body: not generic, so one copy of it.
+#[component]
+fn Layout(
+    title: String,
+    signed_in: Memo<bool>,
+    mount_point: NodeRef<leptos::html::Div>,
+) -> impl IntoView {
     let auth = expect_context::<Auth>();
     let navigate = use_navigate();
     let failure = RwSignal::new(None::<ClientError>);
@@ -107,6 +133,13 @@ pub fn Frame(title: &'static str, children: ChildrenFn) -> impl IntoView {
                         })
                         .collect_view()}
                 </ul>
+                <ul class="secondary" aria-label="Docker engine">
+                    <li><A href="/stacks">"Stacks"</A></li>
+                    <li><A href="/containers">"Containers"</A></li>
+                    <li><A href="/images">"Images"</A></li>
+                    <li><A href="/volumes">"Volumes"</A></li>
+                    <li><A href="/networks">"Networks"</A></li>
+                </ul>
                 <ul class="secondary">
                     <li><A href="/tokens">"API tokens"</A></li>
                     <li><A href="/audit">"Audit log"</A></li>
@@ -122,13 +155,32 @@ pub fn Frame(title: &'static str, children: ChildrenFn) -> impl IntoView {
             <main id="main" tabindex="-1">
                 <h1>{title}</h1>
                 {move || failure.get().map(|e| view! { <p class="error" role="alert">{e.message}</p> })}
-                <Show
-                    when=move || auth.me.get().is_some()
-                    fallback=|| view! { <p class="muted" aria-busy="true">"Loading…"</p> }
-                >
-                    {children()}
-                </Show>
+                {move || (!signed_in.get())
+                    .then(|| view! { <p class="muted" aria-busy="true">"Loading…"</p> })}
+                <div class="page" node_ref=mount_point></div>
             </main>
         </div>
     }
+}
+
+/// Builds `body` into `el` under the current owner (so it sees the router
+/// and `Auth`), and takes it down again when that owner is cleaned up.
+#[cfg(feature = "hydrate")]
+fn mount_body<F, V>(el: leptos::web_sys::HtmlDivElement, body: F)
+where
+    F: FnOnce() -> V + 'static,
+    V: IntoView + 'static,
+{
+    let handle = leptos::mount::mount_to(el.into(), body);
+    let handle = StoredValue::new_local(Some(handle));
+    on_cleanup(move || handle.dispose());
+}
+
+/// Effects do not run during server rendering; nothing to mount.
+#[cfg(not(feature = "hydrate"))]
+fn mount_body<F, V>(_el: leptos::web_sys::HtmlDivElement, _body: F)
+where
+    F: FnOnce() -> V + 'static,
+    V: IntoView + 'static,
+{
 }

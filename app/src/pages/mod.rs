@@ -1,20 +1,30 @@
 //! One module per page; `frame` is the authenticated layout around them.
 
 mod account;
+mod apps;
 mod audit;
+mod containers;
 mod dashboard;
 mod frame;
+mod images;
 mod login;
 mod planned;
 mod setup;
+mod stacks;
 mod tokens;
+mod volumes;
 mod widgets;
 
 pub use account::Account;
+pub use apps::{AppPage, Apps};
 pub use audit::AuditLog;
+pub use containers::Containers;
 pub use dashboard::Dashboard;
 pub use frame::{Auth, Frame};
+pub use images::Images;
 pub use login::Login;
 pub use planned::{NotFound, Planned, CAPABILITIES};
 pub use setup::SetupWizard;
+pub use stacks::Stacks;
 pub use tokens::Tokens;
+pub use volumes::{Networks, Volumes};

@@ -1,5 +1,6 @@
 //! Capabilities from the design plan, and the page for those not built yet.
 
+use leptos::either::Either;
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
@@ -17,7 +18,7 @@ pub const CAPABILITIES: &[Capability] = &[
         slug: "apps",
         name: "Apps",
         summary: "Containers as desired state, planned and applied through the Docker Engine API.",
-        built: false,
+        built: true,
     },
     Capability {
         slug: "domains",
@@ -58,17 +59,16 @@ pub fn Planned() -> impl IntoView {
     let params = use_params_map();
     let slug = move || params.read().get("capability").unwrap_or_default();
     move || match CAPABILITIES.iter().find(|c| c.slug == slug()) {
-        Some(c) => view! {
-            <Frame title=c.name>
+        Some(c) => Either::Left(view! {
+            <Frame title=c.name body=move || view! {
                 <p class="notice" role="status">
                     <strong>"Not built yet. "</strong>
                     {c.summary}
                     " This capability is planned; its page, API and docs arrive together."
                 </p>
-            </Frame>
-        }
-        .into_any(),
-        None => view! { <NotFound/> }.into_any(),
+            }/>
+        }),
+        None => Either::Right(view! { <NotFound/> }),
     }
 }
 

@@ -11,9 +11,7 @@ use crate::client::{self, ClientError};
 #[component]
 pub fn Tokens() -> impl IntoView {
     view! {
-        <Frame title="API tokens">
-            <TokensBody/>
-        </Frame>
+        <Frame title="API tokens" body=TokensBody/>
     }
 }
 
