@@ -427,7 +427,7 @@ async fn apps(run: &mut Run) {
     )
     .await;
     run.click("#preview-plan").await;
-    run.wait_text("main", "create").await;
+    run.wait_css("#plan li[data-action=create]").await;
     run.shot("app-plan").await;
     run.click("#create-app").await;
 
@@ -443,7 +443,7 @@ async fn apps(run: &mut Run) {
     // Delete it again through the panel.
     run.goto(&format!("/apps/{name}")).await;
     run.click("#delete").await;
-    run.click("[id^=confirm]").await;
+    run.click("#confirm-delete").await;
     let deadline = Instant::now() + WAIT;
     loop {
         let gone = Command::new("docker")
