@@ -24,7 +24,11 @@ pub struct ComposeError {
 
 impl std::fmt::Display for ComposeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts: Vec<String> = self.problems.iter().map(|(p, m)| format!("{p}: {m}")).collect();
+        let parts: Vec<String> = self
+            .problems
+            .iter()
+            .map(|(p, m)| format!("{p}: {m}"))
+            .collect();
         f.write_str(&parts.join("; "))
     }
 }
@@ -48,7 +52,8 @@ pub fn parse(stack: &str, yaml: &str) -> Result<Vec<ComposeApp>, ComposeError> {
     let fail = |path: &str, m: String| ComposeError {
         problems: vec![(path.to_string(), m)],
     };
-    let doc: Value = serde_yaml_ng::from_str(yaml).map_err(|e| fail("compose", format!("not valid YAML: {e}")))?;
+    let doc: Value = serde_yaml_ng::from_str(yaml)
+        .map_err(|e| fail("compose", format!("not valid YAML: {e}")))?;
     let Value::Mapping(top) = doc else {
         return Err(fail("compose", "expected a mapping with `services`".into()));
     };
@@ -81,14 +86,19 @@ pub fn parse(stack: &str, yaml: &str) -> Result<Vec<ComposeApp>, ComposeError> {
         let path = format!("services.{service}");
         let app_name = format!("{stack}-{service}");
         if !is_dns_label(&service) || !is_dns_label(&app_name) {
-            p.add(&path, format!("`{app_name}` must be a lowercase DNS label of at most 63 characters"));
+            p.add(
+                &path,
+                format!("`{app_name}` must be a lowercase DNS label of at most 63 characters"),
+            );
             continue;
         }
         let Some(body) = body.as_mapping() else {
             p.add(&path, "expected a mapping");
             continue;
         };
-        let (spec, depends_on) = service_spec(&path, &app_name, &service, body, &networks, &volumes, &mut p);
+        let (spec, depends_on) = service_spec(
+            &path, &app_name, &service, body, &networks, &volumes, &mut p,
+        );
         apps.push(ComposeApp {
             service,
             spec,
@@ -99,7 +109,10 @@ pub fn parse(stack: &str, yaml: &str) -> Result<Vec<ComposeApp>, ComposeError> {
     for app in &apps {
         for dep in &app.depends_on {
             if !known.contains(dep) {
-                p.add(format!("services.{}.depends_on", app.service), format!("no service named `{dep}`"));
+                p.add(
+                    format!("services.{}.depends_on", app.service),
+                    format!("no service named `{dep}`"),
+                );
             }
         }
     }
@@ -116,7 +129,8 @@ fn key(v: &Value) -> &str {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -130,10 +144,17 @@ fn top_level_networks(stack: &str, defs: &Mapping, p: &mut Problems) -> BTreeMap
         let (external, given) = external_and_name(&path, v, &["driver"], p);
         if let Some(driver) = v.get("driver").and_then(Value::as_str) {
             if driver != "bridge" {
-                p.add(format!("{path}.driver"), "only the bridge driver is supported");
+                p.add(
+                    format!("{path}.driver"),
+                    "only the bridge driver is supported",
+                );
             }
         }
-        let engine = if external { given.unwrap_or_else(|| name.clone()) } else { format!("{stack}_{name}") };
+        let engine = if external {
+            given.unwrap_or_else(|| name.clone())
+        } else {
+            format!("{stack}_{name}")
+        };
         out.insert(name, engine);
     }
     out
@@ -145,7 +166,11 @@ fn top_level_volumes(stack: &str, defs: &Mapping, p: &mut Problems) -> BTreeMap<
         let name = key(k).to_string();
         let path = format!("volumes.{name}");
         let (external, given) = external_and_name(&path, v, &[], p);
-        let engine = if external { given.unwrap_or_else(|| name.clone()) } else { format!("{stack}_{name}") };
+        let engine = if external {
+            given.unwrap_or_else(|| name.clone())
+        } else {
+            format!("{stack}_{name}")
+        };
         out.insert(name, engine);
     }
     out
@@ -153,7 +178,12 @@ fn top_level_volumes(stack: &str, defs: &Mapping, p: &mut Problems) -> BTreeMap<
 
 /// Reads `external` and `name` of a network or volume definition, reporting
 /// any other key not in `also`.
-fn external_and_name(path: &str, v: &Value, also: &[&str], p: &mut Problems) -> (bool, Option<String>) {
+fn external_and_name(
+    path: &str,
+    v: &Value,
+    also: &[&str],
+    p: &mut Problems,
+) -> (bool, Option<String>) {
     let Some(map) = v.as_mapping() else {
         return (false, None);
     };
@@ -214,7 +244,7 @@ fn service_spec(
             "deploy" => deploy(&at, v, &mut spec, p),
             "networks" => joined = service_networks(&at, v, &mut spec, p),
             "privileged" => spec.privileged = v.as_bool().unwrap_or(false),
-            "cap_add" => spec.cap_add = list(&at, v, p, |at, item, p| string(at, item, p)),
+            "cap_add" => spec.cap_add = list(&at, v, p, string),
             "network_mode" => match v.as_str() {
                 Some("host") => spec.host_network = true,
                 Some("bridge") => {}
@@ -225,7 +255,10 @@ fn service_spec(
                 Some("host") => spec.host_ipc = true,
                 _ => p.add(&at, "only `host` is supported"),
             },
-            "container_name" => p.add(&at, "berth names each container after its app (`<stack>-<service>`)"),
+            "container_name" => p.add(
+                &at,
+                "berth names each container after its app (`<stack>-<service>`)",
+            ),
             "build" => p.add(&at, BUILD),
             _ => p.add(&at, UNSUPPORTED),
         }
@@ -240,14 +273,22 @@ fn service_spec(
         for n in joined {
             match networks.get(&n) {
                 Some(engine) => spec.networks.push(engine.clone()),
-                None => p.add(format!("{path}.networks"), format!("network `{n}` is not defined at the top level")),
+                None => p.add(
+                    format!("{path}.networks"),
+                    format!("network `{n}` is not defined at the top level"),
+                ),
             }
         }
     }
     (spec, depends_on)
 }
 
-fn list<T>(at: &str, v: &Value, p: &mut Problems, mut item: impl FnMut(&str, &Value, &mut Problems) -> Option<T>) -> Vec<T> {
+fn list<T>(
+    at: &str,
+    v: &Value,
+    p: &mut Problems,
+    mut item: impl FnMut(&str, &Value, &mut Problems) -> Option<T>,
+) -> Vec<T> {
     match v.as_sequence() {
         Some(seq) => seq
             .iter()
@@ -349,7 +390,8 @@ pub fn split_words(s: &str) -> Option<Vec<String>> {
 /// `environment` and `labels`: a mapping, or a list of `KEY=VALUE`.
 fn key_values(at: &str, v: &Value, p: &mut Problems, env: bool) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let unset = "variables without a value are not supported (berth does not read the host's environment)";
+    let unset =
+        "variables without a value are not supported (berth does not read the host's environment)";
     match v {
         Value::Mapping(map) => {
             for (k, val) in map {
@@ -476,7 +518,12 @@ fn protocol(at: &str, s: &str, p: &mut Problems) -> Option<Protocol> {
 
 /// Short `source:target[:ro|rw]` or the long mapping; named volumes get
 /// their engine names.
-fn volume(at: &str, v: &Value, named: &BTreeMap<String, String>, p: &mut Problems) -> Option<VolumeSpec> {
+fn volume(
+    at: &str,
+    v: &Value,
+    named: &BTreeMap<String, String>,
+    p: &mut Problems,
+) -> Option<VolumeSpec> {
     let (source, target, read_only) = if let Some(map) = v.as_mapping() {
         let mut source = String::new();
         let mut target = String::new();
@@ -497,11 +544,16 @@ fn volume(at: &str, v: &Value, named: &BTreeMap<String, String>, p: &mut Problem
         let parts: Vec<&str> = text.split(':').collect();
         match parts.as_slice() {
             [_] => {
-                p.add(at, "anonymous volumes are not supported; name the volume (`name:/path`)");
+                p.add(
+                    at,
+                    "anonymous volumes are not supported; name the volume (`name:/path`)",
+                );
                 return None;
             }
             [s, t] => (s.to_string(), t.to_string(), false),
-            [s, t, mode] if matches!(*mode, "ro" | "rw") => (s.to_string(), t.to_string(), *mode == "ro"),
+            [s, t, mode] if matches!(*mode, "ro" | "rw") => {
+                (s.to_string(), t.to_string(), *mode == "ro")
+            }
             _ => {
                 p.add(at, format!("`{text}` is not source:target[:ro|rw]"));
                 return None;
@@ -522,7 +574,10 @@ fn volume(at: &str, v: &Value, named: &BTreeMap<String, String>, p: &mut Problem
         match named.get(&source) {
             Some(engine) => engine.clone(),
             None => {
-                p.add(at, format!("volume `{source}` is not defined at the top level"));
+                p.add(
+                    at,
+                    format!("volume `{source}` is not defined at the top level"),
+                );
                 return None;
             }
         }
@@ -542,7 +597,11 @@ fn dependencies(at: &str, v: &Value, p: &mut Problems) -> Vec<String> {
             for (k, cond) in map {
                 let name = key(k).to_string();
                 if let Some(c) = cond.get("condition").and_then(Value::as_str) {
-                    let ok = ["service_started", "service_healthy", "service_completed_successfully"];
+                    let ok = [
+                        "service_started",
+                        "service_healthy",
+                        "service_completed_successfully",
+                    ];
                     if !ok.contains(&c) {
                         p.add(format!("{at}.{name}.condition"), "unknown condition");
                     }
@@ -750,7 +809,11 @@ fn order(stack: &str, mut apps: Vec<ComposeApp>) -> Result<Vec<ComposeApp>, Comp
     }
     // Dependencies are reported as app names to the caller.
     for app in &mut done {
-        app.depends_on = app.depends_on.iter().map(|d| format!("{stack}-{d}")).collect();
+        app.depends_on = app
+            .depends_on
+            .iter()
+            .map(|d| format!("{stack}-{d}"))
+            .collect();
     }
     Ok(done)
 }
@@ -816,19 +879,45 @@ x-notes: ignored
         let names: Vec<&str> = apps.iter().map(|a| a.spec.name.as_str()).collect();
         assert_eq!(names, ["wp-db", "wp-web"]);
         let (db, web) = (&apps[0].spec, &apps[1].spec);
-        assert_eq!(db.command, ["mariadbd", "--max-connections=50", "--character-set-server=utf8mb4"]);
+        assert_eq!(
+            db.command,
+            [
+                "mariadbd",
+                "--max-connections=50",
+                "--character-set-server=utf8mb4"
+            ]
+        );
         assert_eq!(db.env["MARIADB_DATABASE"], "wp");
         assert_eq!(db.volumes[0].source, "shared-db");
         let hc = db.health_check.as_ref().unwrap();
-        assert_eq!((hc.test.clone(), hc.interval_s, hc.timeout_s, hc.retries), (vec!["healthcheck.sh".to_string(), "--connect".into()], Some(90), Some(1), Some(5)));
+        assert_eq!(
+            (hc.test.clone(), hc.interval_s, hc.timeout_s, hc.retries),
+            (
+                vec!["healthcheck.sh".to_string(), "--connect".into()],
+                Some(90),
+                Some(1),
+                Some(5)
+            )
+        );
         assert_eq!(db.restart, RestartPolicy::OnFailure);
         assert_eq!(web.env["WORDPRESS_DB_PORT"], "3306");
-        assert_eq!(web.ports[0], PortSpec { container: 80, host: Some(8080), bind: Some("127.0.0.1".into()), protocol: Protocol::Tcp });
+        assert_eq!(
+            web.ports[0],
+            PortSpec {
+                container: 80,
+                host: Some(8080),
+                bind: Some("127.0.0.1".into()),
+                protocol: Protocol::Tcp
+            }
+        );
         assert_eq!(web.ports[1].host, Some(8443));
         assert_eq!(web.volumes[0].source, "wp_wp");
         assert_eq!(web.networks, ["wp_back"]);
         assert_eq!(web.aliases, ["web", "wordpress"]);
-        assert_eq!((web.limits.memory_mb, web.limits.cpus, web.limits.pids), (Some(512), Some(0.5), Some(200)));
+        assert_eq!(
+            (web.limits.memory_mb, web.limits.cpus, web.limits.pids),
+            (Some(512), Some(0.5), Some(200))
+        );
         assert_eq!(apps[1].depends_on, ["wp-db"]);
     }
 
@@ -850,15 +939,23 @@ x-notes: ignored
         ] {
             assert!(paths.contains(&expected), "{expected} in {paths:?}");
         }
-        let build = &found.iter().find(|(p, _)| p == "services.app.build").unwrap().1;
+        let build = &found
+            .iter()
+            .find(|(p, _)| p == "services.app.build")
+            .unwrap()
+            .1;
         assert!(build.contains("does not build images"));
     }
 
     #[test]
     fn cycles_and_shell_health_checks_are_refused() {
-        let found = problems("services:\n  a: {image: x, depends_on: [b]}\n  b: {image: x, depends_on: [a]}\n");
+        let found = problems(
+            "services:\n  a: {image: x, depends_on: [b]}\n  b: {image: x, depends_on: [a]}\n",
+        );
         assert!(found[0].1.contains("cycle"), "{found:?}");
-        let found = problems("services:\n  a:\n    image: x\n    healthcheck: {test: [CMD-SHELL, 'curl x']}\n");
+        let found = problems(
+            "services:\n  a:\n    image: x\n    healthcheck: {test: [CMD-SHELL, 'curl x']}\n",
+        );
         assert!(found[0].1.contains("exec-form"), "{found:?}");
         let found = problems("services:\n  a:\n    image: x\n    environment: [UNSET]\n");
         assert_eq!(found[0].0, "services.a.environment[0]");
@@ -868,7 +965,10 @@ x-notes: ignored
 
     #[test]
     fn words_durations_and_sizes() {
-        assert_eq!(split_words(r#"sh -c 'echo "hi there"' a\ b"#).unwrap(), ["sh", "-c", "echo \"hi there\"", "a b"]);
+        assert_eq!(
+            split_words(r#"sh -c 'echo "hi there"' a\ b"#).unwrap(),
+            ["sh", "-c", "echo \"hi there\"", "a b"]
+        );
         assert_eq!(split_words("a 'b"), None);
         assert_eq!(duration_secs("1m30s"), Some(90));
         assert_eq!(duration_secs("500ms"), Some(1));
