@@ -113,23 +113,30 @@ pub async fn containers(
     Ok(Json(out))
 }
 
-/// Container ids and names as the engine accepts them; anything else is
-/// refused before it reaches the engine's URL.
-fn check_object_ref(field: &str, id: &str) -> Result<()> {
+/// Container ids and names as the engine accepts them; anything else (a
+/// '/' could reach another Engine API path) is refused before the request.
+fn check_container_ref(field: &str, id: &str) -> Result<()> {
     let ok = !id.is_empty()
-        && id.len() <= 256
+        && id.len() <= 128
         && id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-:/@".contains(&b))
-        && !id.contains("..");
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && !id.starts_with(['.', '-']);
     if ok {
         Ok(())
     } else {
-        Err(ApiError::invalid(
-            field,
-            "not a container or image id or name",
-        ))
+        Err(ApiError::invalid(field, "not a container id or name"))
     }
+}
+
+/// Image ids (`sha256:…`) and references (`repo/name:tag`).
+fn check_image_id(field: &str, id: &str) -> Result<()> {
+    if let Some(hex) = id.strip_prefix("sha256:") {
+        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(());
+        }
+    }
+    super::model::check_image_ref(field, id)
 }
 
 async fn container_action(
@@ -139,7 +146,7 @@ async fn container_action(
     action: &'static str,
 ) -> Result<StatusCode> {
     caller.require(Scope::Write)?;
-    check_object_ref("id", &id)?;
+    check_container_ref("id", &id)?;
     let engine = &state.apps.engine;
     match action {
         "start" => engine.start(&id).await?,
@@ -202,7 +209,7 @@ pub async fn container_remove(
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     caller.require(Scope::Write)?;
-    check_object_ref("id", &id)?;
+    check_container_ref("id", &id)?;
     // Unlike the reconciler's removal, a missing container is a 404 here.
     state.apps.engine.inspect(&id).await?;
     state.apps.engine.remove(&id).await?;
@@ -263,7 +270,7 @@ pub async fn image_remove(
     ApiQuery(q): ApiQuery<ForceQuery>,
 ) -> Result<StatusCode> {
     caller.require(Scope::Write)?;
-    check_object_ref("id", &id)?;
+    check_image_id("id", &id)?;
     state
         .apps
         .engine

@@ -614,6 +614,9 @@ impl Apps {
     /// refuse later: a missing image, more CPUs than the host has, a name
     /// taken by a container berth did not create, host ports in use.
     pub async fn preflight(&self, spec: &AppSpec) -> Result<(), ApiError> {
+        if self.engine.local {
+            model::check_resolved_binds(spec, &self.policy())?;
+        }
         if self.engine.image_id(&spec.image).await?.is_none() {
             return Err(ApiError::invalid(
                 "image",

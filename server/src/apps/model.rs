@@ -473,6 +473,73 @@ fn check_volumes(spec: &mut AppSpec, policy: &Policy) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The path a bind mount really reaches on this host: symlinks resolved in
+/// the part that exists (Docker creates the rest as directories).
+fn resolve_on_host(path: &Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(&existing) {
+            return rest.iter().rev().fold(real, |acc, part| acc.join(part));
+        }
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.parent(),
+        ) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
+/// Checks bind mounts again after resolving symlinks on this host, so that a
+/// link under a bind root (which a container with that root mounted could
+/// plant) cannot reach the Docker socket or the host's system directories.
+/// Only meaningful when the engine runs on this host.
+pub fn check_resolved_binds(spec: &AppSpec, policy: &Policy) -> Result<(), ApiError> {
+    let roots: Vec<PathBuf> = policy
+        .bind_roots
+        .iter()
+        .map(|r| resolve_on_host(r))
+        .collect();
+    for (i, v) in spec.volumes.iter().enumerate() {
+        if !v.source.starts_with('/') {
+            continue;
+        }
+        let field = format!("volumes[{i}].source");
+        let real = resolve_on_host(Path::new(&v.source));
+        match bind_danger(&real) {
+            Some(a) if !spec.allow.contains(&a) => {
+                return Err(ApiError::invalid(
+                    &field,
+                    format!(
+                        "refused by policy: `{}` leads to `{}`, which needs the `{}` allowance",
+                        v.source,
+                        real.display(),
+                        a.as_str()
+                    ),
+                ))
+            }
+            Some(_) => {}
+            None if !roots.iter().any(|r| real.starts_with(r)) => {
+                return Err(ApiError::invalid(
+                    &field,
+                    format!(
+                        "`{}` leads to `{}`, outside the admin's bind roots",
+                        v.source,
+                        real.display()
+                    ),
+                ))
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
 /// Which allowance a bind mount of `source` needs, if any.
 fn bind_danger(source: &Path) -> Option<Allowance> {
     if DOCKER_SOCKETS.iter().any(|s| source == Path::new(s)) {
@@ -744,6 +811,40 @@ mod tests {
             ..spec()
         };
         assert!(validate(s, &NO_ROOTS).is_ok());
+    }
+
+    #[test]
+    fn symlinks_under_a_bind_root_are_followed() {
+        let root = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc", root.path().join("escape")).unwrap();
+        std::fs::create_dir(root.path().join("data")).unwrap();
+        let roots = [root.path().to_path_buf()];
+        let policy = Policy { bind_roots: &roots };
+        let vol = |src: PathBuf| VolumeSpec {
+            source: src.to_string_lossy().into_owned(),
+            target: "/x".into(),
+            read_only: false,
+        };
+        let s = AppSpec {
+            volumes: vec![vol(root.path().join("data/new/dir"))],
+            ..spec()
+        };
+        assert!(check_resolved_binds(&s, &policy).is_ok());
+        let s = AppSpec {
+            volumes: vec![vol(root.path().join("escape"))],
+            ..spec()
+        };
+        assert!(
+            validate(s.clone(), &policy).is_ok(),
+            "the name alone looks harmless"
+        );
+        match check_resolved_binds(&s, &policy) {
+            Err(ApiError::Invalid { field, message }) => {
+                assert_eq!(field.as_deref(), Some("volumes[0].source"));
+                assert!(message.contains("host_root"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
