@@ -389,7 +389,7 @@ pub struct ImageInfo {
     pub tags: Vec<String>,
     pub size: i64,
     pub created: i64,
-    /// Containers using it; -1 when the engine did not count.
+    /// Containers (running or not) made from it.
     pub containers: i64,
 }
 

@@ -5,7 +5,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use anyhow::Context;
 use app::api::{AppSpec, Protocol, RestartPolicy};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HealthConfig, HostConfig,
@@ -30,9 +29,12 @@ pub const STOP_TIMEOUT_S: i32 = 10;
 const MIB: i64 = 1024 * 1024;
 
 /// The engine client. Cheap to clone (bollard shares its connection pool).
+/// The connection is made on first use and again after failing, so berth
+/// starts (and says the engine is unreachable) while Docker is down.
 #[derive(Clone)]
 pub struct Engine {
-    docker: Docker,
+    host: String,
+    client: std::sync::Arc<std::sync::RwLock<Option<Docker>>>,
     /// Whether the engine is on this host (a unix socket), which makes probing
     /// host ports meaningful.
     pub local: bool,
@@ -105,34 +107,53 @@ impl Engine {
             .map(str::to_string)
             .or_else(|| std::env::var("DOCKER_HOST").ok())
             .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
-        let docker = Docker::connect_with_host(&host)
-            .with_context(|| format!("cannot use the Docker engine at {host}"))?
-            // Image loads and stops can be slow; logs and events are streams.
-            .with_timeout(Duration::from_secs(600));
-        Ok(Engine {
-            docker,
+        let supported = ["unix://", "tcp://", "http://", "https://"];
+        if !supported.iter().any(|s| host.starts_with(s)) {
+            anyhow::bail!("docker_host `{host}`: use unix://, tcp://, http:// or https://");
+        }
+        let engine = Engine {
             local: host.starts_with("unix://"),
-        })
+            host,
+            client: Default::default(),
+        };
+        // A socket that is not there yet is not fatal: see `docker`.
+        let _ = engine.docker();
+        Ok(engine)
     }
 
     /// Agrees on the API version with the engine (bollard speaks a newer one
     /// than older engines accept). Every clone shares the result.
     pub async fn negotiate(&self) -> EngineResult<()> {
-        self.docker.clone().negotiate_version().await?;
+        self.docker()?.negotiate_version().await?;
         Ok(())
     }
 
-    pub fn docker(&self) -> &Docker {
-        &self.docker
+    /// The client, connecting first if needed.
+    pub fn docker(&self) -> EngineResult<Docker> {
+        if let Some(d) = self
+            .client
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Ok(d);
+        }
+        let docker = Docker::connect_with_host(&self.host)
+            .map_err(|e| EngineError::Unreachable(format!("{}: {e}", self.host)))?
+            // Image loads and stops can be slow; streams are not limited
+            // (the timeout ends when the response starts).
+            .with_timeout(Duration::from_secs(600));
+        *self.client.write().unwrap_or_else(|p| p.into_inner()) = Some(docker.clone());
+        Ok(docker)
     }
 
     pub async fn cpu_count(&self) -> EngineResult<i64> {
-        Ok(self.docker.info().await?.ncpu.unwrap_or(1))
+        Ok(self.docker()?.info().await?.ncpu.unwrap_or(1))
     }
 
     /// The image id a reference points at, or `None` when it is not on the engine.
     pub async fn image_id(&self, reference: &str) -> EngineResult<Option<String>> {
-        match self.docker.inspect_image(reference).await {
+        match self.docker()?.inspect_image(reference).await {
             Ok(image) => Ok(image.id),
             Err(e) => match EngineError::from(e) {
                 EngineError::NotFound(_) => Ok(None),
@@ -145,7 +166,7 @@ impl Engine {
     pub async fn observe(&self, app: &str) -> EngineResult<Vec<Observed>> {
         let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_APP}={app}")])]);
         let list = self
-            .docker
+            .docker()?
             .list_containers(Some(
                 ListContainersOptionsBuilder::new()
                     .all(true)
@@ -171,7 +192,7 @@ impl Engine {
     pub async fn managed_apps(&self) -> EngineResult<BTreeSet<String>> {
         let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_MANAGED}=true")])]);
         let list = self
-            .docker
+            .docker()?
             .list_containers(Some(
                 ListContainersOptionsBuilder::new()
                     .all(true)
@@ -187,7 +208,7 @@ impl Engine {
 
     pub async fn inspect(&self, id: &str) -> EngineResult<Observed> {
         let c = self
-            .docker
+            .docker()?
             .inspect_container(id, None::<InspectContainerOptions>)
             .await?;
         Ok(observed_from(c))
@@ -199,7 +220,7 @@ impl Engine {
         name: &str,
     ) -> EngineResult<Option<ContainerInspectResponse>> {
         match self
-            .docker
+            .docker()?
             .inspect_container(name, None::<InspectContainerOptions>)
             .await
         {
@@ -219,7 +240,7 @@ impl Engine {
     pub async fn ensure_dependencies(&self, spec: &AppSpec) -> EngineResult<()> {
         for network in &spec.networks {
             match self
-                .docker
+                .docker()?
                 .inspect_network(
                     network,
                     None::<bollard::query_parameters::InspectNetworkOptions>,
@@ -230,7 +251,7 @@ impl Engine {
                 Err(e) => match EngineError::from(e) {
                     EngineError::NotFound(_) => {
                         let created = self
-                            .docker
+                            .docker()?
                             .create_network(NetworkCreateRequest {
                                 name: network.clone(),
                                 driver: Some("bridge".into()),
@@ -252,11 +273,11 @@ impl Engine {
             }
         }
         for volume in spec.volumes.iter().filter(|v| !v.source.starts_with('/')) {
-            match self.docker.inspect_volume(&volume.source).await {
+            match self.docker()?.inspect_volume(&volume.source).await {
                 Ok(_) => {}
                 Err(e) => match EngineError::from(e) {
                     EngineError::NotFound(_) => {
-                        self.docker
+                        self.docker()?
                             .create_volume(VolumeCreateRequest {
                                 name: Some(volume.source.clone()),
                                 labels: Some(HashMap::from([
@@ -284,7 +305,7 @@ impl Engine {
     ) -> EngineResult<String> {
         let body = create_body(spec, hash, stack);
         let created = self
-            .docker
+            .docker()?
             .create_container(
                 Some(
                     CreateContainerOptionsBuilder::new()
@@ -296,7 +317,7 @@ impl Engine {
             .await?;
         // Docker attaches one network at create time; join the others now.
         for network in spec.networks.iter().skip(1) {
-            self.docker
+            self.docker()?
                 .connect_network(
                     network,
                     bollard::models::NetworkConnectRequest {
@@ -311,7 +332,7 @@ impl Engine {
 
     pub async fn start(&self, id: &str) -> EngineResult<()> {
         match self
-            .docker
+            .docker()?
             .start_container(id, None::<StartContainerOptions>)
             .await
         {
@@ -325,7 +346,7 @@ impl Engine {
 
     pub async fn stop(&self, id: &str) -> EngineResult<()> {
         match self
-            .docker
+            .docker()?
             .stop_container(
                 id,
                 Some(StopContainerOptionsBuilder::new().t(STOP_TIMEOUT_S).build()),
@@ -340,7 +361,7 @@ impl Engine {
     }
 
     pub async fn restart(&self, id: &str) -> EngineResult<()> {
-        self.docker
+        self.docker()?
             .restart_container(
                 id,
                 Some(
@@ -356,7 +377,7 @@ impl Engine {
     /// Removes a container (volumes stay); a missing one is not an error.
     pub async fn remove(&self, id: &str) -> EngineResult<()> {
         match self
-            .docker
+            .docker()?
             .remove_container(
                 id,
                 Some(RemoveContainerOptionsBuilder::new().force(true).build()),
@@ -370,7 +391,7 @@ impl Engine {
     }
 
     pub async fn rename(&self, id: &str, name: &str) -> EngineResult<()> {
-        self.docker
+        self.docker()?
             .rename_container(
                 id,
                 bollard::query_parameters::RenameContainerOptionsBuilder::new()
@@ -391,7 +412,7 @@ impl Engine {
             ],
         )]);
         let list = self
-            .docker
+            .docker()?
             .list_volumes(Some(
                 bollard::query_parameters::ListVolumesOptionsBuilder::new()
                     .filters(&filters)
@@ -400,7 +421,7 @@ impl Engine {
             .await?;
         let mut removed = Vec::new();
         for v in list.volumes.unwrap_or_default() {
-            self.docker
+            self.docker()?
                 .remove_volume(
                     &v.name,
                     None::<bollard::query_parameters::RemoveVolumeOptions>,
@@ -632,7 +653,7 @@ impl Engine {
     /// Removes a network if berth created it; engines refuse while it is in use.
     pub async fn remove_managed_network(&self, name: &str) -> EngineResult<()> {
         let network = self
-            .docker
+            .docker()?
             .inspect_network(
                 name,
                 None::<bollard::query_parameters::InspectNetworkOptions>,
@@ -642,7 +663,7 @@ impl Engine {
             .labels
             .is_some_and(|l| l.get(LABEL_MANAGED).is_some_and(|v| v == "true"));
         if ours {
-            self.docker.remove_network(name).await?;
+            self.docker()?.remove_network(name).await?;
         }
         Ok(())
     }

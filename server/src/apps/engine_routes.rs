@@ -66,7 +66,7 @@ pub async fn containers(
     let list = state
         .apps
         .engine
-        .docker()
+        .docker()?
         .list_containers(Some(ListContainersOptionsBuilder::new().all(true).build()))
         .await
         .map_err(EngineError::from)?;
@@ -226,13 +226,29 @@ pub async fn images(State(state): State<AppState>, caller: Caller) -> Result<Jso
     let list = state
         .apps
         .engine
-        .docker()
+        .docker()?
         .list_images(Some(ListImagesOptionsBuilder::new().all(false).build()))
         .await
         .map_err(EngineError::from)?;
+    // Engines leave `Containers` at -1 in this list; count from the
+    // container list instead (one more call, not one per image).
+    let mut users: HashMap<String, i64> = HashMap::new();
+    let containers = state
+        .apps
+        .engine
+        .docker()?
+        .list_containers(Some(ListContainersOptionsBuilder::new().all(true).build()))
+        .await
+        .map_err(EngineError::from)?;
+    for c in containers {
+        if let Some(id) = c.image_id {
+            *users.entry(id).or_default() += 1;
+        }
+    }
     Ok(Json(
         list.into_iter()
             .map(|i| ImageInfo {
+                containers: users.get(&i.id).copied().unwrap_or(0),
                 id: i.id,
                 tags: i
                     .repo_tags
@@ -241,7 +257,6 @@ pub async fn images(State(state): State<AppState>, caller: Caller) -> Result<Jso
                     .collect(),
                 size: i.size,
                 created: i.created,
-                containers: i.containers,
             })
             .collect(),
     ))
@@ -274,7 +289,7 @@ pub async fn image_remove(
     state
         .apps
         .engine
-        .docker()
+        .docker()?
         .remove_image(
             &id,
             Some(RemoveImageOptionsBuilder::new().force(q.force).build()),
@@ -319,7 +334,7 @@ pub async fn image_import(
     let results: Vec<_> = state
         .apps
         .engine
-        .docker()
+        .docker()?
         .import_image_stream(
             ImportImageOptionsBuilder::new().quiet(true).build(),
             stream,
@@ -382,7 +397,7 @@ pub async fn image_pull(
 ) -> Result<(StatusCode, Json<PullProgress>)> {
     caller.require(Scope::Write)?;
     super::model::check_image_ref("image", &req.image)?;
-    let progress = state.apps.pulls.start(&state.apps.engine, &req.image);
+    let progress = state.apps.pulls.start(&state.apps.engine, &req.image)?;
     record(
         &state,
         &caller,
@@ -425,7 +440,7 @@ pub async fn volumes(
     let list = state
         .apps
         .engine
-        .docker()
+        .docker()?
         .list_volumes(None::<ListVolumesOptions>)
         .await
         .map_err(EngineError::from)?;
@@ -457,7 +472,7 @@ pub async fn networks(
     let list = state
         .apps
         .engine
-        .docker()
+        .docker()?
         .list_networks(None::<ListNetworksOptions>)
         .await
         .map_err(EngineError::from)?;

@@ -279,8 +279,16 @@ impl Apps {
                     vec![format!("{}=true", engine::LABEL_MANAGED)],
                 ),
             ]);
+            let docker = match self.engine.docker() {
+                Ok(d) => d,
+                Err(e) => {
+                    self.set_engine_error(Some(e.to_string()));
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            };
             let mut events = Box::pin(
-                self.engine.docker().events(Some(
+                docker.events(Some(
                     bollard::query_parameters::EventsOptionsBuilder::new()
                         .since(&since)
                         .filters(&filters)

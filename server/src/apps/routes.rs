@@ -447,7 +447,7 @@ pub async fn logs(
     }
     let app = state.apps.get(&name).await?;
     let id = current_container(&app)?;
-    let lines = streams::logs(&state.apps.engine, &id, tail, q.follow);
+    let lines = streams::logs(&state.apps.engine, &id, tail, q.follow)?;
     if q.follow {
         let events = lines.map(|l| {
             Ok::<_, Infallible>(match l {
@@ -483,7 +483,7 @@ pub async fn stats(
     caller.require(Scope::Read)?;
     let app = state.apps.get(&name).await?;
     let id = current_container(&app)?;
-    let samples = streams::stats(&state.apps.engine, &id, q.stream);
+    let samples = streams::stats(&state.apps.engine, &id, q.stream)?;
     if q.stream {
         let events = samples.map(|s| {
             Ok::<_, Infallible>(match s {

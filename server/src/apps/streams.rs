@@ -21,15 +21,15 @@ pub fn logs(
     id: &str,
     tail: u32,
     follow: bool,
-) -> impl Stream<Item = Result<LogLine, EngineError>> + Send + 'static {
+) -> Result<impl Stream<Item = Result<LogLine, EngineError>> + Send + 'static, EngineError> {
     let options = LogsOptionsBuilder::new()
         .follow(follow)
         .stdout(true)
         .stderr(true)
         .tail(&tail.to_string())
         .build();
-    engine
-        .docker()
+    Ok(engine
+        .docker()?
         .logs(id, Some(options))
         .map(|chunk| chunk.map_err(EngineError::from))
         .flat_map(|chunk| {
@@ -38,7 +38,7 @@ pub fn logs(
                 Err(e) => vec![Err(e)],
             };
             futures::stream::iter(lines)
-        })
+        }))
 }
 
 fn split_lines(output: LogOutput) -> Vec<LogLine> {
@@ -61,15 +61,15 @@ pub fn stats(
     engine: &Engine,
     id: &str,
     stream: bool,
-) -> impl Stream<Item = Result<StatsSample, EngineError>> + Send + 'static {
+) -> Result<impl Stream<Item = Result<StatsSample, EngineError>> + Send + 'static, EngineError> {
     let options = StatsOptionsBuilder::new()
         .stream(stream)
         .one_shot(false)
         .build();
-    engine
-        .docker()
+    Ok(engine
+        .docker()?
         .stats(id, Some(options))
-        .map(|s| s.map(sample).map_err(EngineError::from))
+        .map(|s| s.map(sample).map_err(EngineError::from)))
 }
 
 /// One sample from the engine's raw numbers. CPU use is the container's share
@@ -141,7 +141,7 @@ pub async fn published_ports(
     engine: &Engine,
 ) -> Result<Vec<(u16, String, String, Option<String>)>, EngineError> {
     let list = engine
-        .docker()
+        .docker()?
         .list_containers(Some(ListContainersOptionsBuilder::new().all(false).build()))
         .await?;
     let mut out = Vec::new();
@@ -207,7 +207,12 @@ impl Pulls {
     }
 
     /// Starts pulling `image`; progress is read with `get`.
-    pub fn start(self: &std::sync::Arc<Self>, engine: &Engine, image: &str) -> PullProgress {
+    pub fn start(
+        self: &std::sync::Arc<Self>,
+        engine: &Engine,
+        image: &str,
+    ) -> Result<PullProgress, EngineError> {
+        let docker = engine.docker()?;
         let id = crate::crypto::random_hex(8);
         let progress = PullProgress {
             id: id.clone(),
@@ -231,7 +236,6 @@ impl Pulls {
             pulls.insert(id.clone(), progress.clone());
         }
         let this = self.clone();
-        let docker = engine.docker().clone();
         let image = image.to_string();
         tokio::spawn(async move {
             let options = bollard::query_parameters::CreateImageOptionsBuilder::new()
@@ -280,7 +284,7 @@ impl Pulls {
             }
             this.update(&id, |p| p.status = "done".into());
         });
-        progress
+        Ok(progress)
     }
 }
 

@@ -951,11 +951,13 @@ async fn the_engines_containers_images_volumes_and_networks_are_listed_and_manag
     let v = json_of(r).await;
     assert_eq!(v["loaded"], json!([image]), "{v}");
     let images = json_of(app.get("/images").await).await;
-    assert!(images
+    let loaded = images
         .as_array()
         .unwrap()
         .iter()
-        .any(|i| i["tags"].as_array().unwrap().contains(&json!(image))));
+        .find(|i| i["tags"].as_array().unwrap().contains(&json!(image)))
+        .expect("the imported image is listed");
+    assert_eq!(loaded["containers"], 0);
     let r = send(
         &app,
         reqwest::Method::DELETE,
@@ -1043,4 +1045,33 @@ async fn the_engines_containers_images_volumes_and_networks_are_listed_and_manag
         .unwrap()
         .iter()
         .any(|v| v["name"] == scratch.name("vol1").as_str()));
+}
+
+#[tokio::test]
+async fn an_unreachable_engine_is_reported_not_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("no-docker.sock");
+    let app = crate::helpers::spawn_with(|c| {
+        c.docker_host = Some(format!("unix://{}", socket.display()))
+    })
+    .await;
+    let csrf = app.setup().await;
+    let r = send(
+        &app,
+        reqwest::Method::POST,
+        "/apps",
+        &csrf,
+        Some(sleeper("web")),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let (code, _) = error_of(r).await;
+    assert_eq!(code, "engine_unavailable");
+    assert_eq!(
+        json_of(app.get("/apps").await).await,
+        json!([]),
+        "nothing stored"
+    );
+    let r = app.get("/containers").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
