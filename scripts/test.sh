@@ -13,7 +13,8 @@ cargo fmt --all -- --check
 echo "== offline query data (.sqlx) matches the queries and migrations"
 tmp="$(mktemp -d)"
 # The tests import berth-test-busybox:1 (labelled berth-test); it goes at the end.
-trap 'rm -rf "$tmp"; docker rmi -f berth-test-busybox:1 >/dev/null 2>&1 || true' EXIT
+# (prune: only dangling images that carry that label).
+trap 'rm -rf "$tmp"; docker rmi -f berth-test-busybox:1 >/dev/null 2>&1 || true; docker image prune -f --filter label=berth-test=1 >/dev/null 2>&1 || true' EXIT
 export DATABASE_URL="sqlite://$tmp/check.db"
 cargo sqlx database create
 cargo sqlx migrate run --source migrations

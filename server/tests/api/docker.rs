@@ -29,7 +29,12 @@ pub fn test_image() -> &'static str {
     BUILT.get_or_init(|| {
         std::thread::spawn(|| {
             let rt = tokio::runtime::Runtime::new().unwrap();
-            rt.block_on(build_image(TEST_IMAGE, true));
+            rt.block_on(async {
+                // Importing over an existing tag would leave the old image dangling.
+                if docker().inspect_image(TEST_IMAGE).await.is_err() {
+                    build_image(TEST_IMAGE, true).await;
+                }
+            });
         })
         .join()
         .expect("test image builds");
