@@ -1075,3 +1075,23 @@ async fn an_unreachable_engine_is_reported_not_hidden() {
     let r = app.get("/containers").await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn health_checks_show_in_the_status() {
+    let (app, csrf, scratch) = setup().await;
+    let healthy = scratch.name("healthy");
+    let mut spec = sleeper(&healthy);
+    spec["health_check"] = json!({ "test": ["true"], "interval_s": 1, "retries": 1 });
+    send(&app, reqwest::Method::POST, "/apps", &csrf, Some(spec)).await;
+    wait_for(&app, &healthy, "healthy", |v| {
+        v["status"] == "running" && v["container"]["health"] == "healthy"
+    })
+    .await;
+
+    let sick = scratch.name("sick");
+    let mut spec = sleeper(&sick);
+    spec["health_check"] = json!({ "test": ["false"], "interval_s": 1, "retries": 1 });
+    send(&app, reqwest::Method::POST, "/apps", &csrf, Some(spec)).await;
+    let v = wait_for(&app, &sick, "unhealthy", |v| v["status"] == "unhealthy").await;
+    assert_eq!(v["reasons"], json!(["the health check is failing"]));
+}
