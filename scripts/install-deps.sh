@@ -4,7 +4,7 @@
 #   --build   only what building and running needs (Debian's wasm toolchain,
 #             wasm-bindgen, wasm-opt)
 #   --test    also what the test suite needs (chromium + chromedriver,
-#             sqlx-cli, docker-compose, busybox-static)
+#             sqlx-cli, docker-compose, busybox-static, nginx)
 set -euo pipefail
 mode="${1:---build}"
 
@@ -17,7 +17,8 @@ for p in rustc-web cargo-web rust-web-src lld-22 pkg-config; do
 done
 if [ "$mode" = "--test" ]; then
   # busybox-static: the tests pack it into their own image (no registry here).
-  for p in chromium chromium-driver docker-compose busybox-static; do
+  # nginx: the proxy's nginx driver is tested against a private instance.
+  for p in chromium chromium-driver docker-compose busybox-static nginx; do
     have_pkg "$p" || need_apt+=("$p")
   done
 fi

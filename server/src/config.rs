@@ -50,6 +50,15 @@ pub struct ConfigArgs {
     /// A host directory under which apps may bind-mount paths (repeatable).
     #[arg(long = "bind-root", env = "BERTH_BIND_ROOTS", value_delimiter = ',')]
     pub bind_roots: Vec<PathBuf>,
+    /// Plain-HTTP address of the embedded proxy (default 0.0.0.0:80), or `off`.
+    #[arg(long, env = "BERTH_PROXY_HTTP")]
+    pub proxy_http: Option<String>,
+    /// HTTPS address of the embedded proxy (default 0.0.0.0:443), or `off`.
+    #[arg(long, env = "BERTH_PROXY_HTTPS")]
+    pub proxy_https: Option<String>,
+    /// `embedded` (default) or `nginx` (render into nginx's configuration).
+    #[arg(long, env = "BERTH_PROXY_DRIVER")]
+    pub proxy_driver: Option<String>,
 }
 
 /// The file form of the configuration. Unknown keys are an error, so a typo
@@ -70,6 +79,134 @@ struct FileConfig {
     session_absolute_hours: Option<u64>,
     docker_host: Option<String>,
     bind_roots: Option<Vec<PathBuf>>,
+    proxy: Option<FileProxy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileProxy {
+    driver: Option<String>,
+    http: Option<String>,
+    https: Option<String>,
+    access_log: Option<bool>,
+    nginx: Option<FileNginx>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNginx {
+    binary: Option<PathBuf>,
+    conf: Option<PathBuf>,
+    sites_dir: Option<PathBuf>,
+    prefix: Option<PathBuf>,
+    http: Option<SocketAddr>,
+    https: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyDriver {
+    Embedded,
+    Nginx,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub driver: ProxyDriver,
+    /// `None`: that listener is off.
+    pub http: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
+    pub access_log: bool,
+    pub nginx: NginxConfig,
+}
+
+/// Where the nginx driver writes and how it drives nginx.
+#[derive(Debug, Clone)]
+pub struct NginxConfig {
+    pub binary: PathBuf,
+    /// The main configuration file, checked whole with `nginx -t -c`.
+    pub conf: PathBuf,
+    /// Directory of berth's per-domain files; `conf` must include
+    /// `<sites_dir>/*.conf` inside its `http` block.
+    pub sites_dir: PathBuf,
+    /// nginx's `-p` prefix, for an instance that is not the system one.
+    pub prefix: Option<PathBuf>,
+    /// Addresses the rendered servers listen on.
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    /// Where ACME HTTP-01 answers are written for nginx to serve.
+    pub challenge_dir: PathBuf,
+}
+
+impl ProxyConfig {
+    fn load(args: &ConfigArgs, file: Option<FileProxy>, data_dir: &Path) -> anyhow::Result<Self> {
+        let file = file.unwrap_or_default();
+        let listener = |flag: &Option<String>, file: &Option<String>, default: &str, key: &str| {
+            let text = flag
+                .clone()
+                .or(file.clone())
+                .unwrap_or_else(|| default.into());
+            if text == "off" {
+                return Ok(None);
+            }
+            text.parse::<SocketAddr>().map(Some).with_context(|| {
+                format!("proxy {key}: `{text}` is not an address like 0.0.0.0:80 or `off`")
+            })
+        };
+        let driver = match args
+            .proxy_driver
+            .as_deref()
+            .or(file.driver.as_deref())
+            .unwrap_or("embedded")
+        {
+            "embedded" => ProxyDriver::Embedded,
+            "nginx" => ProxyDriver::Nginx,
+            other => bail!("proxy driver must be `embedded` or `nginx`, not `{other}`"),
+        };
+        let n = file.nginx.unwrap_or_default();
+        Ok(ProxyConfig {
+            driver,
+            http: listener(&args.proxy_http, &file.http, "0.0.0.0:80", "http")?,
+            https: listener(&args.proxy_https, &file.https, "0.0.0.0:443", "https")?,
+            access_log: file.access_log.unwrap_or(true),
+            nginx: NginxConfig {
+                binary: n.binary.unwrap_or_else(|| PathBuf::from("nginx")),
+                conf: n
+                    .conf
+                    .unwrap_or_else(|| PathBuf::from("/etc/nginx/nginx.conf")),
+                sites_dir: n
+                    .sites_dir
+                    .unwrap_or_else(|| PathBuf::from("/etc/nginx/conf.d/berth")),
+                prefix: n.prefix,
+                http: n
+                    .http
+                    .unwrap_or_else(|| "0.0.0.0:80".parse().expect("valid")),
+                https: n
+                    .https
+                    .unwrap_or_else(|| "0.0.0.0:443".parse().expect("valid")),
+                challenge_dir: data_dir.join("acme-challenge"),
+            },
+        })
+    }
+
+    /// Both listeners on loopback port 0, embedded driver.
+    pub fn for_tests(data_dir: &Path) -> ProxyConfig {
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("valid");
+        ProxyConfig {
+            driver: ProxyDriver::Embedded,
+            http: Some(any),
+            https: Some(any),
+            access_log: true,
+            nginx: NginxConfig {
+                binary: PathBuf::from("nginx"),
+                conf: data_dir.join("nginx/nginx.conf"),
+                sites_dir: data_dir.join("nginx/sites"),
+                prefix: Some(data_dir.join("nginx")),
+                http: any,
+                https: any,
+                challenge_dir: data_dir.join("acme-challenge"),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +242,7 @@ pub struct Config {
     pub docker_host: Option<String>,
     /// Host directories apps may bind-mount from; empty: none.
     pub bind_roots: Vec<PathBuf>,
+    pub proxy: ProxyConfig,
 }
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
@@ -211,7 +349,9 @@ impl Config {
             *root = root.components().collect();
         }
 
+        let proxy = ProxyConfig::load(args, file.proxy, &data_dir)?;
         Ok(Config {
+            proxy,
             docker_host,
             bind_roots,
             data_dir,
@@ -246,6 +386,7 @@ impl Config {
             session_absolute: Duration::from_secs(12 * 3600),
             docker_host: None,
             bind_roots: Vec::new(),
+            proxy: ProxyConfig::for_tests(data_dir),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod crypto;
 pub mod fault;
 pub mod http;
+pub mod proxy;
 pub mod settings;
 pub mod setup;
 pub mod startup;

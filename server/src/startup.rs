@@ -27,6 +27,7 @@ use crate::tokens::TokenSigner;
 pub struct AppState {
     pub db: SqlitePool,
     pub apps: Arc<crate::apps::Apps>,
+    pub proxy: Arc<crate::proxy::Proxy>,
     pub config: Arc<Config>,
     pub keys: Arc<Keys>,
     pub passwords: Arc<Passwords>,
@@ -104,8 +105,23 @@ impl Application {
         // a crash interrupted.
         tokio::spawn(apps.clone().watch());
 
+        let proxy = Arc::new(crate::proxy::Proxy::new(
+            db.clone(),
+            apps.clone(),
+            config.proxy.clone(),
+            &config.data_dir,
+            config.trusted_proxies.clone(),
+        ));
+        proxy.listen();
+        if let Err(e) = proxy.rebuild().await {
+            tracing::error!(error = %e, "the proxy configuration could not be applied");
+        }
+        // Re-resolves routes whenever containers change.
+        tokio::spawn(proxy.clone().follow());
+
         let state = AppState {
             apps,
+            proxy,
             db,
             tokens: Arc::new(TokenSigner::new(&keys)),
             keys: Arc::new(keys),

@@ -234,3 +234,5 @@ pub struct RecoveryCodes {
 
 mod apps;
 pub use apps::*;
+mod domains;
+pub use domains::*;

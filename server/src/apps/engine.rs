@@ -96,6 +96,9 @@ pub struct Observed {
     pub restart: String,
     pub networks: BTreeSet<String>,
     pub ports: Vec<String>,
+    /// The container's address on each of its networks (how the proxy
+    /// reaches it); not part of drift.
+    pub addresses: Vec<std::net::IpAddr>,
 }
 
 impl Engine {
@@ -599,6 +602,16 @@ fn observed_from(c: ContainerInspectResponse) -> Observed {
         .and_then(|n| n.networks.as_ref())
         .map(|n| n.keys().cloned().collect())
         .unwrap_or_default();
+    let addresses = c
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.networks.as_ref())
+        .map(|n| {
+            n.values()
+                .filter_map(|e| e.ip_address.as_deref()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
     let mut ports = Vec::new();
     if let Some(map) = c.network_settings.as_ref().and_then(|n| n.ports.as_ref()) {
         for (key, bindings) in map {
@@ -613,6 +626,7 @@ fn observed_from(c: ContainerInspectResponse) -> Observed {
     }
     ports.sort();
     Observed {
+        addresses,
         id: c.id.unwrap_or_default(),
         name: c
             .name

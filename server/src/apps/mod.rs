@@ -59,6 +59,9 @@ pub struct Apps {
     /// One apply at a time per app.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub pulls: Arc<streams::Pulls>,
+    /// Bumped whenever the picture changes, so the proxy can re-resolve
+    /// the containers its routes point at.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// A row of the `apps` table, decoded.
@@ -95,6 +98,7 @@ impl Apps {
             picture: RwLock::new(Picture::default()),
             locks: Mutex::new(HashMap::new()),
             pulls: Arc::new(streams::Pulls::default()),
+            changes: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -198,6 +202,8 @@ impl Apps {
         let mut picture = self.picture.write().unwrap_or_else(|p| p.into_inner());
         picture.put(name, found.clone());
         picture.engine_error = None;
+        drop(picture);
+        self.changes.send_modify(|n| *n += 1);
         Ok(found)
     }
 
@@ -237,7 +243,34 @@ impl Apps {
             }
         }
         picture.engine_error = None;
+        drop(picture);
+        self.changes.send_modify(|n| *n += 1);
         Ok(())
+    }
+
+    /// Wakes when the engine's picture of berth's containers changes.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Where a running app's canonical container can be reached: its first
+    /// network address. `Err` says why there is none.
+    pub fn address_of(&self, name: &str) -> Result<std::net::IpAddr, String> {
+        let (found, engine_error) = self.observed(name);
+        if let Some(e) = engine_error {
+            return Err(e);
+        }
+        let Some(current) = found.iter().find(|o| o.name == name) else {
+            return Err(format!("app {name} has no container"));
+        };
+        if !current.running {
+            return Err(format!("app {name} is {}", current.state));
+        }
+        current
+            .addresses
+            .first()
+            .copied()
+            .ok_or_else(|| format!("app {name} has no network address"))
     }
 
     fn observed(&self, name: &str) -> (Vec<Observed>, Option<String>) {
@@ -613,6 +646,8 @@ impl Apps {
             .await?;
         let mut picture = self.picture.write().unwrap_or_else(|p| p.into_inner());
         picture.put(name, Vec::new());
+        drop(picture);
+        self.changes.send_modify(|n| *n += 1);
         Ok(volumes)
     }
 

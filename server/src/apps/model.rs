@@ -194,13 +194,13 @@ fn check_argv(field: &str, argv: &[String], allow_empty: bool) -> Result<(), Api
     }
     for (i, arg) in argv.iter().enumerate() {
         if arg.len() > MAX_ARG_LEN {
-            return Err(ApiError::invalid(&format!("{field}[{i}]"), "too long"));
+            return Err(ApiError::invalid(format!("{field}[{i}]"), "too long"));
         }
         // Each item reaches the program as one argument; a newline or NUL in
         // one is almost always an attempt to smuggle a second command.
         if arg.contains(['\n', '\r', '\0']) {
             return Err(ApiError::invalid(
-                &format!("{field}[{i}]"),
+                format!("{field}[{i}]"),
                 "must not contain newlines or NUL; give each argument as its own list item",
             ));
         }
@@ -230,7 +230,7 @@ fn check_network_name(field: &str, name: &str) -> Result<(), ApiError> {
 }
 
 /// Named volumes follow Docker's rule for names.
-fn is_volume_name(s: &str) -> bool {
+pub fn is_volume_name(s: &str) -> bool {
     let mut bytes = s.bytes();
     s.len() >= 2
         && s.len() <= 128
@@ -281,7 +281,7 @@ pub fn validate(mut spec: AppSpec, policy: &Policy) -> Result<AppSpec, ApiError>
         check_env_name(&format!("env.{k}"), k)?;
         if v.len() > MAX_ENV_VALUE || v.contains('\0') {
             return Err(ApiError::invalid(
-                &format!("env.{k}"),
+                format!("env.{k}"),
                 "values are at most 32 KiB and contain no NUL",
             ));
         }
@@ -295,7 +295,7 @@ pub fn validate(mut spec: AppSpec, policy: &Policy) -> Result<AppSpec, ApiError>
     for (i, n) in spec.networks.iter().enumerate() {
         check_network_name(&format!("networks[{i}]"), n)?;
         if !seen.insert(n) {
-            return Err(ApiError::invalid(&format!("networks[{i}]"), "listed twice"));
+            return Err(ApiError::invalid(format!("networks[{i}]"), "listed twice"));
         }
     }
     if spec.host_network && !spec.networks.is_empty() {
@@ -312,7 +312,7 @@ pub fn validate(mut spec: AppSpec, policy: &Policy) -> Result<AppSpec, ApiError>
         check_argv("health_check.test", &hc.test, false)?;
         let within = |field: &str, v: Option<u32>, lo: u32, hi: u32| match v {
             Some(v) if !(lo..=hi).contains(&v) => Err(ApiError::invalid(
-                &format!("health_check.{field}"),
+                format!("health_check.{field}"),
                 format!("must be between {lo} and {hi}"),
             )),
             _ => Ok(()),
@@ -353,7 +353,7 @@ pub fn validate(mut spec: AppSpec, policy: &Policy) -> Result<AppSpec, ApiError>
             && cap.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
         if !ok {
             return Err(ApiError::invalid(
-                &format!("cap_add[{i}]"),
+                format!("cap_add[{i}]"),
                 "a capability name such as NET_ADMIN",
             ));
         }
@@ -373,17 +373,17 @@ fn check_ports(spec: &AppSpec) -> Result<(), ApiError> {
     for (i, p) in spec.ports.iter().enumerate() {
         if p.container == 0 {
             return Err(ApiError::invalid(
-                &format!("ports[{i}].container"),
+                format!("ports[{i}].container"),
                 "must be 1 to 65535",
             ));
         }
         if !exposed.insert((p.container, p.protocol, p.host)) {
-            return Err(ApiError::invalid(&format!("ports[{i}]"), "listed twice"));
+            return Err(ApiError::invalid(format!("ports[{i}]"), "listed twice"));
         }
         if let Some(bind) = &p.bind {
             if bind.parse::<std::net::IpAddr>().is_err() {
                 return Err(ApiError::invalid(
-                    &format!("ports[{i}].bind"),
+                    format!("ports[{i}].bind"),
                     "must be an IP address such as 127.0.0.1 or ::1",
                 ));
             }
@@ -391,19 +391,19 @@ fn check_ports(spec: &AppSpec) -> Result<(), ApiError> {
         if let Some(host) = p.host {
             if host == 0 {
                 return Err(ApiError::invalid(
-                    &format!("ports[{i}].host"),
+                    format!("ports[{i}].host"),
                     "must be 1 to 65535",
                 ));
             }
             if spec.host_network {
                 return Err(ApiError::invalid(
-                    &format!("ports[{i}].host"),
+                    format!("ports[{i}].host"),
                     "an app on the host's network uses host ports directly; publishing is not possible",
                 ));
             }
             if !published.insert((host, p.protocol)) {
                 return Err(ApiError::invalid(
-                    &format!("ports[{i}].host"),
+                    format!("ports[{i}].host"),
                     format!(
                         "host port {host}/{} is published twice",
                         p.protocol.as_str()
@@ -424,14 +424,14 @@ fn check_volumes(spec: &mut AppSpec, policy: &Policy) -> Result<(), ApiError> {
         let target = clean_absolute(&format!("volumes[{i}].target"), &v.target)?;
         if target == Path::new("/") {
             return Err(ApiError::invalid(
-                &format!("volumes[{i}].target"),
+                format!("volumes[{i}].target"),
                 "cannot mount over /",
             ));
         }
         v.target = target.to_string_lossy().into_owned();
         if !targets.insert(v.target.clone()) {
             return Err(ApiError::invalid(
-                &format!("volumes[{i}].target"),
+                format!("volumes[{i}].target"),
                 "mounted twice",
             ));
         }

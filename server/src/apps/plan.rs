@@ -312,6 +312,7 @@ mod tests {
             restart,
             networks,
             ports: vec![],
+            addresses: vec![],
         }
     }
 

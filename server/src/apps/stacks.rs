@@ -67,7 +67,7 @@ async fn prepare(
             .map_err(|e| in_service(&app.service, e))?;
         if state.apps.load(&spec.name).await?.is_some() {
             return Err(ApiError::invalid(
-                &format!("services.{}", app.service),
+                format!("services.{}", app.service),
                 format!("an app named `{}` already exists", spec.name),
             ));
         }
@@ -75,7 +75,7 @@ async fn prepare(
             if let Some(h) = p.host {
                 if let Some(other) = host_ports.insert((h, p.protocol), app.service.clone()) {
                     return Err(ApiError::invalid(
-                        &format!("services.{}.ports", app.service),
+                        format!("services.{}.ports", app.service),
                         format!("host port {h} is also published by service `{other}`"),
                     ));
                 }

@@ -49,9 +49,9 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
         ApiError::Invalid {
-            field: Some(field.to_string()),
+            field: Some(field.into()),
             message: message.into(),
         }
     }

@@ -48,6 +48,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
         (name = "apps", description = "Apps: containers as desired state, planned and applied"),
         (name = "engine", description = "The Docker engine's containers, images, volumes and networks"),
         (name = "stacks", description = "Compose files as groups of apps"),
+        (name = "domains", description = "Domains routed to apps by the reverse proxy"),
         (name = "meta", description = "This document"),
     )
 )]
@@ -80,6 +81,7 @@ impl Modify for SecuritySchemes {
 /// Every `/api/v1` route, with its OpenAPI description.
 pub fn api_routes() -> OpenApiRouter<AppState> {
     use crate::apps::{engine_routes as engine, routes as apps, stacks};
+    use crate::proxy::routes as domains;
     use crate::{audit, auth, settings, setup, tokens};
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest(
         "/api/v1",
@@ -120,6 +122,10 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
             .routes(routes!(engine::networks))
             .routes(routes!(stacks::list, stacks::create))
             .routes(routes!(stacks::get, stacks::delete))
+            .routes(routes!(domains::list, domains::create))
+            .routes(routes!(domains::get, domains::update, domains::delete))
+            .routes(routes!(domains::test))
+            .routes(routes!(domains::status))
             .routes(routes!(openapi_json)),
     )
 }

@@ -10,6 +10,8 @@ mod conventions;
 mod crash;
 mod docker;
 mod helpers;
+mod nginx;
+mod proxy;
 mod setup;
 mod tls;
 mod tokens;
