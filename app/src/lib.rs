@@ -38,6 +38,8 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/apps") view=Apps/>
                 <Route path=path!("/apps/:name") view=AppPage/>
                 <Route path=path!("/stacks") view=Stacks/>
+                <Route path=path!("/domains") view=Domains/>
+                <Route path=path!("/domains/:host") view=DomainPage/>
                 <Route path=path!("/containers") view=Containers/>
                 <Route path=path!("/images") view=Images/>
                 <Route path=path!("/volumes") view=Volumes/>

@@ -94,6 +94,8 @@ async fn browser(driver_url: &str, profile: &Path) -> Client {
 struct Run {
     client: Client,
     base: String,
+    /// The embedded proxy's plain-HTTP listener.
+    proxy_http: std::net::SocketAddr,
     shots: PathBuf,
     step: usize,
 }
@@ -159,6 +161,7 @@ async fn a_fresh_berth_is_set_up_and_used_through_the_browser() {
     config.site_dir = site;
     let app = Application::build(config).await.unwrap();
     let base = app.url();
+    let proxy_http = app.state.proxy.addresses()[0];
     tokio::spawn(app.run_until_stopped());
 
     let (_driver, driver_url) = start_driver().await;
@@ -170,6 +173,7 @@ async fn a_fresh_berth_is_set_up_and_used_through_the_browser() {
     let mut run = Run {
         client: client.clone(),
         base: base.clone(),
+        proxy_http,
         shots: shots.clone(),
         step: 0,
     };
@@ -234,6 +238,7 @@ async fn steps(run: &mut Run, data: &Path) {
     assert!(!data.join("setup-token").exists(), "setup token removed");
 
     apps(run).await;
+    domains(run).await;
 
     // Create an API token; its value is shown once and works as a bearer.
     run.click("nav a[href='/tokens']").await;
@@ -458,4 +463,71 @@ async fn apps(run: &mut Run) {
         assert!(Instant::now() < deadline, "the app's container was removed");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A one-answer HTTP upstream on loopback for the domain step.
+async fn upstream(body: &'static str) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                // One request per connection is enough for these checks.
+                let mut read = 0;
+                while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf[read..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => read += n,
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Adds a domain in the editor (live validation first refuses the private
+/// upstream, then accepts it), sees it live in the list, tests the route
+/// from the panel, and checks a real request through the proxy.
+async fn domains(run: &mut Run) {
+    let up = upstream("from-the-upstream").await;
+    let host = "e2e.example.com";
+    run.goto("/domains").await;
+    run.type_into("#domain-host", host).await;
+    run.type_into("#domain-target", &format!("http://{up}"))
+        .await;
+    run.wait_text("[data-field=target]", "allow_private_upstream")
+        .await;
+    run.shot("domain-validation").await;
+    run.click("#domain-private").await;
+    run.wait_text("#validation", &format!("Valid: {host}"))
+        .await;
+    run.click("#save-domain").await;
+    run.wait_text("#domain-saved", "is live").await;
+    let row = format!("tr[data-domain='{host}']");
+    run.wait_text(&format!("{row} .status"), "live").await;
+    run.click(&format!("{row} [data-action=test]")).await;
+    run.wait_text("#route-test .outcome", "HTTP 200").await;
+    run.shot("domains").await;
+
+    let client = reqwest::Client::builder()
+        .resolve(host, run.proxy_http)
+        .build()
+        .unwrap();
+    let body = client
+        .get(format!("http://{host}:{}/", run.proxy_http.port()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "from-the-upstream");
 }

@@ -24,7 +24,7 @@ pub const CAPABILITIES: &[Capability] = &[
         slug: "domains",
         name: "Domains",
         summary: "Domains routed to apps by berth's own reverse proxy, HTTPS by default.",
-        built: false,
+        built: true,
     },
     Capability {
         slug: "certificates",
