@@ -59,8 +59,6 @@ pub struct Shared {
     pub trusted_proxies: Vec<IpNet>,
     pub passwords: Passwords,
     auth_cache: Mutex<HashSet<[u8; 32]>>,
-    /// One pooled client per connect timeout in use.
-    clients: Mutex<HashMap<Duration, Client<HttpConnector, Body>>>,
     /// Port of the HTTPS listener, for redirects (omitted when 443).
     pub https_port: std::sync::atomic::AtomicU16,
     pub access_log: bool,
@@ -75,15 +73,24 @@ impl Shared {
             trusted_proxies,
             passwords: Passwords::default(),
             auth_cache: Mutex::new(HashSet::new()),
-            clients: Mutex::new(HashMap::new()),
             https_port: 443.into(),
             access_log,
         }
     }
+}
 
-    fn client(&self, connect_timeout: Duration) -> Client<HttpConnector, Body> {
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+thread_local! {
+    /// Pooled upstream clients of this proxy worker, one per connect timeout
+    /// in use. Per thread: each worker runs its own single-threaded runtime,
+    /// and a pooled connection must live on the runtime that uses it.
+    static CLIENTS: std::cell::RefCell<HashMap<Duration, Client<HttpConnector, Body>>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
+fn upstream_client(connect_timeout: Duration) -> Client<HttpConnector, Body> {
+    CLIENTS.with(|clients| {
         clients
+            .borrow_mut()
             .entry(connect_timeout)
             .or_insert_with(|| {
                 let mut connector = HttpConnector::new();
@@ -96,7 +103,7 @@ impl Shared {
                     .build(connector)
             })
             .clone()
-    }
+    })
 }
 
 /// The connection a request arrived on.
@@ -172,13 +179,18 @@ pub async fn handle(
 }
 
 fn client_ip(shared: &Shared, conn: &Conn, headers: &HeaderMap) -> IpAddr {
+    let peer = conn.peer.ip();
+    // Most clients are not proxies berth trusts: skip reading the header.
+    if !shared.trusted_proxies.iter().any(|n| n.contains(&peer)) {
+        return peer;
+    }
     let forwarded = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect::<Vec<_>>()
         .join(",");
-    crate::http::client_ip::resolve(conn.peer.ip(), &forwarded, &shared.trusted_proxies)
+    crate::http::client_ip::resolve(peer, &forwarded, &shared.trusted_proxies)
 }
 
 async fn route(
@@ -515,7 +527,7 @@ async fn forward(
         Limited::new(body, limit).boxed()
     };
     let request = Request::from_parts(parts, body);
-    let client = shared.client(site.connect_timeout);
+    let client = upstream_client(site.connect_timeout);
     let deadline = site.connect_timeout + site.read_timeout;
     let mut response = match tokio::time::timeout(deadline, client.request(request)).await {
         Err(_) => {

@@ -102,26 +102,43 @@ impl Proxy {
             return;
         }
         let tls = server::tls_config(&self.shared);
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut shares: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
         for (addr, tls) in [(self.config.http, None), (self.config.https, Some(tls))] {
             let Some(addr) = addr else { continue };
             let is_tls = tls.is_some();
-            match server::bind(addr).and_then(tokio::net::TcpListener::from_std) {
-                Ok(listener) => {
-                    let bound = listener.local_addr().unwrap_or(addr);
+            match server::bind_shared(addr, workers) {
+                Ok(listeners) => {
+                    let bound = listeners
+                        .first()
+                        .and_then(|l| l.local_addr().ok())
+                        .unwrap_or(addr);
                     if is_tls {
                         self.shared
                             .https_port
                             .store(bound.port(), Ordering::Relaxed);
                     }
-                    tracing::info!(address = %bound, tls = is_tls, "proxy listening");
+                    tracing::info!(address = %bound, tls = is_tls, workers, "proxy listening");
                     self.lock_listening().push(bound);
-                    tokio::spawn(server::serve(listener, self.shared.clone(), tls));
+                    for (share, listener) in shares.iter_mut().zip(listeners) {
+                        share.push((listener, tls.clone()));
+                    }
                 }
                 Err(e) => {
                     let why = format!("cannot listen on {addr}: {e}");
                     tracing::error!("proxy {why}");
                     self.lock_errors().push(why);
                 }
+            }
+        }
+        for (index, share) in shares.into_iter().enumerate() {
+            if share.is_empty() {
+                continue;
+            }
+            if let Err(e) = server::spawn_worker(index, share, self.shared.clone()) {
+                let why = format!("cannot start proxy worker {index}: {e}");
+                tracing::error!("{why}");
+                self.lock_errors().push(why);
             }
         }
     }
@@ -151,7 +168,7 @@ impl Proxy {
             // Container events come in bursts (stop, die, start): settle first.
             tokio::time::sleep(Duration::from_millis(20)).await;
             changes.mark_unchanged();
-            if let Err(e) = self.rebuild().await {
+            if let Err(e) = self.rebuild_with(false).await {
                 tracing::warn!(error = %e, "proxy rebuild failed");
             }
         }
@@ -374,6 +391,12 @@ impl Proxy {
 
     /// Compiles the stored domains and hands the table to the driver.
     pub async fn rebuild(&self) -> Result<(), String> {
+        self.rebuild_with(true).await
+    }
+
+    /// `force: false` (a container event or the periodic refresh) lets the
+    /// nginx driver skip a render nginx refused moments ago.
+    async fn rebuild_with(&self, force: bool) -> Result<(), String> {
         let _one = self.rebuilding.lock().await;
         let cert_problems = self.shared.certs.rescan(&self.certs_dir);
         let rows = self.rows().await.map_err(|e| e.to_string())?;
@@ -400,7 +423,11 @@ impl Proxy {
                 Ok(())
             }
             Some(nginx) => {
-                let result = nginx.apply(&table, &self.shared.certs).await;
+                let result = if force {
+                    nginx.apply(&table, &self.shared.certs).await
+                } else {
+                    nginx.reconcile(&table, &self.shared.certs).await
+                };
                 // The status page reads the table either way; nginx's own
                 // state is reported as drift.
                 self.shared.table.store(Arc::new(table));

@@ -47,7 +47,14 @@ pub struct Nginx {
     applying: tokio::sync::Mutex<()>,
     /// What the installed nginx is, once asked.
     installed: OnceLock<Installed>,
+    /// The last render nginx refused, when, and what it said.
+    refused: std::sync::Mutex<Option<RefusedRender>>,
 }
+
+type RefusedRender = (BTreeMap<String, String>, std::time::Instant, String);
+
+/// How long `reconcile` answers a refused render without trying it again.
+const RETRY_REFUSED: Duration = Duration::from_secs(30);
 
 /// From `nginx -V`: the version, and the compiled-in paths that apply when
 /// the configuration does not say.
@@ -189,7 +196,26 @@ impl Nginx {
             config,
             applying: tokio::sync::Mutex::new(()),
             installed: OnceLock::new(),
+            refused: std::sync::Mutex::new(None),
         }
+    }
+
+    /// `apply`, unless nginx refused this very render less than
+    /// `RETRY_REFUSED` ago: container events come often, and each retry would
+    /// swap files and reload for nothing. The refusal is answered again.
+    pub async fn reconcile(&self, table: &Table, certs: &CertStore) -> Result<(), String> {
+        {
+            let installed = self.installed_async().await;
+            let flavor = installed.flavor.unwrap_or(Flavor::MODERN);
+            let render = render(table, &|h: &str| cert_files(certs, h), &self.config, flavor);
+            let refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((files, at, error)) = refused.as_ref() {
+                if *files == render.files && at.elapsed() < RETRY_REFUSED {
+                    return Err(error.clone());
+                }
+            }
+        }
+        self.apply(table, certs).await
     }
 
     /// Makes nginx serve `table`: renders, and when that differs from the
@@ -205,6 +231,20 @@ impl Nginx {
             &self.config,
             flavor,
         );
+        let result = self.apply_render(&render, &installed).await;
+        // A refusal (the previous files were put back) is remembered so that
+        // `reconcile` does not retry the same render on every event.
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        *refused = match &result {
+            Err(e) if e.contains("restored") => {
+                Some((render.files.clone(), std::time::Instant::now(), e.clone()))
+            }
+            _ => None,
+        };
+        result
+    }
+
+    async fn apply_render(&self, render: &Render, installed: &Installed) -> Result<(), String> {
         let dir = self.config.sites_dir.clone();
         let before = blocking({
             let dir = dir.clone();
@@ -231,7 +271,7 @@ impl Nginx {
             ));
         }
         // The workers serving now, to see them replaced.
-        let master = master_pid(&self.config, &installed);
+        let master = master_pid(&self.config, installed);
         let old_workers = master.map(children).unwrap_or_default();
         if let Err(e) = self.nginx(&["-s", "reload"]).await {
             let restored = self.restore(&before, &want).await;
@@ -265,6 +305,15 @@ impl Nginx {
     /// Per host, how the files on disk differ from what the table renders
     /// to: missing, changed, or left over without a domain.
     pub fn drift(&self, table: &Table, certs: &CertStore) -> HashMap<String, Vec<String>> {
+        // Mid-apply the directory holds the new files before nginx has
+        // accepted them; that is not a state to report as live.
+        let Ok(_quiet) = self.applying.try_lock() else {
+            return table
+                .hosts
+                .keys()
+                .map(|h| (h.clone(), vec!["nginx is being reconfigured".to_string()]))
+                .collect();
+        };
         let render = render(
             table,
             &|host: &str| cert_files(certs, host),

@@ -125,9 +125,58 @@ where
     }
 }
 
-/// Binds a listener now, so a taken port is reported at start-up.
-pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let listener = std::net::TcpListener::bind(addr)?;
-    listener.set_nonblocking(true)?;
-    Ok(listener)
+/// Binds `count` sockets to one address with SO_REUSEPORT, one per proxy
+/// worker: the kernel spreads new connections over them, and each worker
+/// serves its connections start to finish on its own thread (as nginx's
+/// workers do), with no hand-off between threads. The first socket fixes
+/// the port when `addr` asks for port 0. Binding happens now, so a taken
+/// port is reported at start-up.
+pub fn bind_shared(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut addr = addr;
+    let mut listeners = Vec::with_capacity(count);
+    for _ in 0..count.max(1) {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        let listener: std::net::TcpListener = socket.into();
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Runs one proxy worker: a single-threaded runtime serving its share of
+/// every listener, for the life of the process.
+pub fn spawn_worker(
+    index: usize,
+    listeners: Vec<(std::net::TcpListener, Option<Arc<rustls::ServerConfig>>)>,
+    shared: Arc<Shared>,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name(format!("berth-proxy-{index}"))
+        .build()?;
+    std::thread::Builder::new()
+        .name(format!("berth-proxy-{index}"))
+        .spawn(move || {
+            runtime.block_on(async move {
+                let mut serving = Vec::new();
+                for (listener, tls) in listeners {
+                    match TcpListener::from_std(listener) {
+                        Ok(l) => serving.push(tokio::spawn(serve(l, shared.clone(), tls))),
+                        Err(e) => {
+                            tracing::error!(error = %e, "proxy worker cannot use its listener")
+                        }
+                    }
+                }
+                for task in serving {
+                    let _ = task.await;
+                }
+            })
+        })?;
+    Ok(())
 }

@@ -67,6 +67,13 @@ async fn the_openapi_spec_describes_every_api_route() {
         ("post", "/api/v1/stacks"),
         ("get", "/api/v1/stacks/{name}"),
         ("delete", "/api/v1/stacks/{name}"),
+        ("get", "/api/v1/domains"),
+        ("post", "/api/v1/domains"),
+        ("get", "/api/v1/domains/{host}"),
+        ("put", "/api/v1/domains/{host}"),
+        ("delete", "/api/v1/domains/{host}"),
+        ("post", "/api/v1/domains/{host}/test"),
+        ("get", "/api/v1/proxy/status"),
     ];
     for (method, path) in expected {
         assert!(
@@ -85,7 +92,9 @@ async fn the_openapi_spec_describes_every_api_route() {
             let url = format!(
                 "{}{}",
                 app.url,
-                path.replace("{id}", "x").replace("{name}", "x")
+                path.replace("{id}", "x")
+                    .replace("{name}", "x")
+                    .replace("{host}", "x.example.com")
             );
             let r = anon
                 .request(method.to_uppercase().parse().unwrap(), url)
