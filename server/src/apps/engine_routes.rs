@@ -23,7 +23,7 @@ use serde_json::json;
 use utoipa::IntoParams;
 
 use super::engine::{EngineError, LABEL_APP, LABEL_MANAGED};
-use crate::audit::{self, Event, Outcome};
+use crate::audit::Outcome;
 use crate::auth::caller::Caller;
 use crate::http::error::{ApiError, Result};
 use crate::http::json::ApiJson;
@@ -40,14 +40,9 @@ async fn record(
     target: &str,
     detail: serde_json::Value,
 ) -> Result<()> {
-    audit::record(
-        &state.db,
-        Event::new(&caller.actor, Some(caller.ip), action, Outcome::Success)
-            .target(target)
-            .detail(detail),
-    )
-    .await?;
-    Ok(())
+    caller
+        .audit(&state.db, action, target, Outcome::Success, detail)
+        .await
 }
 
 fn managed(labels: &HashMap<String, String>) -> bool {

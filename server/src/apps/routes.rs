@@ -16,7 +16,7 @@ use serde_json::json;
 use utoipa::IntoParams;
 
 use super::{model, plan, streams};
-use crate::audit::{self, Event as AuditEvent, Outcome};
+use crate::audit::Outcome;
 use crate::auth::caller::Caller;
 use crate::http::error::{ApiError, Result};
 use crate::http::json::ApiJson;
@@ -69,14 +69,9 @@ async fn record(
     outcome: Outcome,
     detail: serde_json::Value,
 ) -> Result<()> {
-    audit::record(
-        &state.db,
-        AuditEvent::new(&caller.actor, Some(caller.ip), action, outcome)
-            .target(target)
-            .detail(detail),
-    )
-    .await?;
-    Ok(())
+    caller
+        .audit(&state.db, action, target, outcome, detail)
+        .await
 }
 
 /// Widening an app's allowances needs the admin scope and the admin's

@@ -39,6 +39,25 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Appends an audit entry for what this caller did to `target`.
+    pub async fn audit(
+        &self,
+        db: &sqlx::SqlitePool,
+        action: &str,
+        target: &str,
+        outcome: crate::audit::Outcome,
+        detail: serde_json::Value,
+    ) -> Result<(), ApiError> {
+        crate::audit::record(
+            db,
+            crate::audit::Event::new(&self.actor, Some(self.ip), action, outcome)
+                .target(target)
+                .detail(detail),
+        )
+        .await?;
+        Ok(())
+    }
+
     pub fn require(&self, needed: Scope) -> Result<(), ApiError> {
         if self.scope >= needed {
             Ok(())

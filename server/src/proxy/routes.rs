@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::IntoParams;
 
-use crate::audit::{self, Event as AuditEvent, Outcome};
+use crate::audit::Outcome;
 use crate::auth::caller::Caller;
 use crate::http::error::Result;
 use crate::http::json::ApiJson;
@@ -27,24 +27,6 @@ fn summary(spec: &DomainSpec) -> serde_json::Value {
         "deny": spec.deny.len(),
         "rate_limits": spec.rate_limits.len(),
     })
-}
-
-async fn record(
-    state: &AppState,
-    caller: &Caller,
-    action: &str,
-    host: &str,
-    outcome: Outcome,
-    detail: serde_json::Value,
-) -> Result<()> {
-    audit::record(
-        &state.db,
-        AuditEvent::new(&caller.actor, Some(caller.ip), action, outcome)
-            .target(host)
-            .detail(detail),
-    )
-    .await?;
-    Ok(())
 }
 
 /// Every domain, in host order.
@@ -85,15 +67,15 @@ pub async fn create(
     }
     let detail = summary(&spec);
     let domain = state.proxy.create(spec).await?;
-    record(
-        &state,
-        &caller,
-        "domain.create",
-        &domain.host,
-        Outcome::Success,
-        detail,
-    )
-    .await?;
+    caller
+        .audit(
+            &state.db,
+            "domain.create",
+            &domain.host,
+            Outcome::Success,
+            detail,
+        )
+        .await?;
     Ok((StatusCode::CREATED, Json(domain)))
 }
 
@@ -132,15 +114,15 @@ pub async fn update(
     }
     let detail = summary(&spec);
     let domain = state.proxy.update(&host, spec).await?;
-    record(
-        &state,
-        &caller,
-        "domain.update",
-        &domain.host,
-        Outcome::Success,
-        detail,
-    )
-    .await?;
+    caller
+        .audit(
+            &state.db,
+            "domain.update",
+            &domain.host,
+            Outcome::Success,
+            detail,
+        )
+        .await?;
     Ok(Json(domain))
 }
 
@@ -156,15 +138,15 @@ pub async fn delete(
 ) -> Result<StatusCode> {
     caller.require(Scope::Write)?;
     state.proxy.delete(&host).await?;
-    record(
-        &state,
-        &caller,
-        "domain.delete",
-        &host,
-        Outcome::Success,
-        json!({}),
-    )
-    .await?;
+    caller
+        .audit(
+            &state.db,
+            "domain.delete",
+            &host,
+            Outcome::Success,
+            json!({}),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
