@@ -190,7 +190,7 @@ impl ProxyConfig {
 
     /// Both listeners on loopback port 0, embedded driver.
     pub fn for_tests(data_dir: &Path) -> ProxyConfig {
-        let any: SocketAddr = "127.0.0.1:0".parse().expect("valid");
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
         ProxyConfig {
             driver: ProxyDriver::Embedded,
             http: Some(any),

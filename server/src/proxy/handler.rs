@@ -155,8 +155,10 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // Kept for the access log only: the request itself moves on.
+    let logged = shared
+        .access_log
+        .then(|| (req.method().clone(), req.uri().path().to_string()));
     let host = request_host(&req);
     let client = client_ip(&shared, &conn, req.headers());
     let (response, site) = route(&shared, &conn, host.as_deref(), client, req).await;
@@ -164,7 +166,7 @@ pub async fn handle(
     if let Some(site) = &site {
         site.stats.record(status, started.elapsed());
     }
-    if shared.access_log {
+    if let Some((method, path)) = logged {
         tracing::info!(
             target: "berth::access",
             host = host.as_deref().unwrap_or("-"),
@@ -260,6 +262,11 @@ fn port_suffix(shared: &Shared, conn: &Conn) -> String {
         // Redirects on the HTTP listener keep the host's plain port out.
         return String::new();
     }
+    https_port_suffix(shared)
+}
+
+/// `:port` of the HTTPS listener for redirect URLs, empty on 443.
+fn https_port_suffix(shared: &Shared) -> String {
     match shared.https_port.load(std::sync::atomic::Ordering::Relaxed) {
         443 => String::new(),
         p => format!(":{p}"),
@@ -279,10 +286,7 @@ async fn serve_site(
     req: Request<Incoming>,
 ) -> Response<Body> {
     if !conn.tls && site.https_redirect {
-        let port = match shared.https_port.load(std::sync::atomic::Ordering::Relaxed) {
-            443 => String::new(),
-            p => format!(":{p}"),
-        };
+        let port = https_port_suffix(shared);
         return redirect(&format!(
             "https://{host}{port}{}",
             path_and_query(req.uri())
@@ -320,7 +324,9 @@ async fn serve_site(
     if declared.is_some_and(|n| n > site.max_body) {
         return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
     }
-    let route = site.route_for(&path);
+    let Some(route) = site.route_for(&path) else {
+        return plain(StatusCode::NOT_FOUND, "no route");
+    };
     let forwarded_path = if route.strip_prefix {
         match path.get(route.prefix.len()..) {
             Some("") | None => "/".to_string(),

@@ -36,6 +36,18 @@ use table::{Carry, Entry, Stored};
 /// when nothing announced a change.
 const REFRESH: Duration = Duration::from_secs(30);
 
+/// A stored domain: spec, users' hashes, created and updated times.
+type DomainRow = (DomainSpec, BTreeMap<String, UserHashes>, i64, i64);
+
+fn decode_row(r: &sqlx::sqlite::SqliteRow) -> Result<DomainRow, ApiError> {
+    Ok((
+        decode(r.get::<&str, _>("spec"))?,
+        decode(r.get::<&str, _>("auth_hashes"))?,
+        r.get("created_at"),
+        r.get("updated_at"),
+    ))
+}
+
 /// Basic-auth password hashes of one user. `crypt` (SHA-512-crypt) exists
 /// only when the nginx driver is in use, since nginx cannot check argon2.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
@@ -176,42 +188,23 @@ impl Proxy {
 
     // ---- store ----------------------------------------------------------
 
-    async fn rows(
-        &self,
-    ) -> Result<Vec<(DomainSpec, BTreeMap<String, UserHashes>, i64, i64)>, ApiError> {
-        let rows = sqlx::query(
-            "SELECT spec, auth_hashes, created_at, updated_at FROM domains ORDER BY host",
-        )
-        .fetch_all(&self.db)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                let spec: DomainSpec = decode(r.get::<&str, _>("spec"))?;
-                let hashes = decode(r.get::<&str, _>("auth_hashes"))?;
-                Ok((spec, hashes, r.get("created_at"), r.get("updated_at")))
-            })
+    async fn rows(&self) -> Result<Vec<DomainRow>, ApiError> {
+        sqlx::query("SELECT spec, auth_hashes, created_at, updated_at FROM domains ORDER BY host")
+            .fetch_all(&self.db)
+            .await?
+            .iter()
+            .map(decode_row)
             .collect()
     }
 
-    async fn row(
-        &self,
-        host: &str,
-    ) -> Result<Option<(DomainSpec, BTreeMap<String, UserHashes>, i64, i64)>, ApiError> {
-        let row = sqlx::query(
-            "SELECT spec, auth_hashes, created_at, updated_at FROM domains WHERE host = ?",
-        )
-        .bind(host)
-        .fetch_optional(&self.db)
-        .await?;
-        row.map(|r| {
-            Ok((
-                decode(r.get::<&str, _>("spec"))?,
-                decode(r.get::<&str, _>("auth_hashes"))?,
-                r.get("created_at"),
-                r.get("updated_at"),
-            ))
-        })
-        .transpose()
+    async fn row(&self, host: &str) -> Result<Option<DomainRow>, ApiError> {
+        sqlx::query("SELECT spec, auth_hashes, created_at, updated_at FROM domains WHERE host = ?")
+            .bind(host)
+            .fetch_optional(&self.db)
+            .await?
+            .as_ref()
+            .map(decode_row)
+            .transpose()
     }
 
     pub async fn list(&self) -> Result<Vec<Domain>, ApiError> {

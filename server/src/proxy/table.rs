@@ -97,11 +97,10 @@ pub fn under(prefix: &str, path: &str) -> bool {
 }
 
 impl Site {
-    pub fn route_for(&self, path: &str) -> &Route {
-        self.routes
-            .iter()
-            .find(|r| under(&r.prefix, path))
-            .unwrap_or_else(|| self.routes.last().expect("a site always has its / route"))
+    /// The longest route covering `path`; the last route is `/`, which
+    /// covers every path.
+    pub fn route_for(&self, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| under(&r.prefix, path))
     }
 
     pub fn limit_for(&self, path: &str) -> Option<&Arc<Limiter>> {
