@@ -49,6 +49,17 @@ pub struct Nginx {
     installed: OnceLock<Installed>,
     /// The last render nginx refused, when, and what it said.
     refused: std::sync::Mutex<Option<RefusedRender>>,
+    /// Set while an apply has files on disk that nginx has not accepted.
+    swapping: std::sync::atomic::AtomicBool,
+}
+
+/// Clears the `swapping` flag however an apply ends.
+struct Settled<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for Settled<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 type RefusedRender = (BTreeMap<String, String>, std::time::Instant, String);
@@ -197,6 +208,7 @@ impl Nginx {
             applying: tokio::sync::Mutex::new(()),
             installed: OnceLock::new(),
             refused: std::sync::Mutex::new(None),
+            swapping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -204,24 +216,22 @@ impl Nginx {
     /// `RETRY_REFUSED` ago: container events come often, and each retry would
     /// swap files and reload for nothing. The refusal is answered again.
     pub async fn reconcile(&self, table: &Table, certs: &CertStore) -> Result<(), String> {
-        {
-            let installed = self.installed_async().await;
-            let flavor = installed.flavor.unwrap_or(Flavor::MODERN);
-            let render = render(table, &|h: &str| cert_files(certs, h), &self.config, flavor);
-            let refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((files, at, error)) = refused.as_ref() {
-                if *files == render.files && at.elapsed() < RETRY_REFUSED {
-                    return Err(error.clone());
-                }
-            }
-        }
-        self.apply(table, certs).await
+        self.apply_unless_refused(table, certs, true).await
     }
 
     /// Makes nginx serve `table`: renders, and when that differs from the
     /// files on disk, swaps them in, checks, reloads and health-checks,
     /// restoring the previous files on any failure.
     pub async fn apply(&self, table: &Table, certs: &CertStore) -> Result<(), String> {
+        self.apply_unless_refused(table, certs, false).await
+    }
+
+    async fn apply_unless_refused(
+        &self,
+        table: &Table,
+        certs: &CertStore,
+        skip_refused: bool,
+    ) -> Result<(), String> {
         let _one = self.applying.lock().await;
         let installed = self.installed_async().await;
         let flavor = installed.flavor.unwrap_or(Flavor::MODERN);
@@ -231,6 +241,14 @@ impl Nginx {
             &self.config,
             flavor,
         );
+        if skip_refused {
+            let refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((files, at, error)) = refused.as_ref() {
+                if *files == render.files && at.elapsed() < RETRY_REFUSED {
+                    return Err(error.clone());
+                }
+            }
+        }
         let result = self.apply_render(&render, &installed).await;
         // A refusal (the previous files were put back) is remembered so that
         // `reconcile` does not retry the same render on every event.
@@ -260,6 +278,11 @@ impl Nginx {
             .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
             .collect();
 
+        // From here until this returns, the directory may hold files nginx
+        // has not accepted (yet): `drift` must not read them as live.
+        self.swapping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let _settled = Settled(&self.swapping);
         if let Err(e) = self.swap(&want, &before).await {
             let restored = self.restore(&before, &want).await;
             return Err(format!("cannot write {}: {e}{restored}", dir.display()));
@@ -307,13 +330,13 @@ impl Nginx {
     pub fn drift(&self, table: &Table, certs: &CertStore) -> HashMap<String, Vec<String>> {
         // Mid-apply the directory holds the new files before nginx has
         // accepted them; that is not a state to report as live.
-        let Ok(_quiet) = self.applying.try_lock() else {
+        if self.swapping.load(std::sync::atomic::Ordering::SeqCst) {
             return table
                 .hosts
                 .keys()
                 .map(|h| (h.clone(), vec!["nginx is being reconfigured".to_string()]))
                 .collect();
-        };
+        }
         let render = render(
             table,
             &|host: &str| cert_files(certs, host),
@@ -1292,7 +1315,9 @@ fn locations(site: &Site) -> Vec<Location<'_>> {
     prefixes.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
     let mut out = Vec::new();
     for prefix in prefixes {
-        let route = site.route_for(prefix);
+        let Some(route) = site.route_for(prefix) else {
+            continue;
+        };
         let limit = site.limit_for(prefix).and_then(|l| {
             site.limits
                 .iter()
