@@ -803,7 +803,8 @@ async fn a_container_app_is_routed_and_its_stop_shows_the_maintenance_page() {
             "/apps",
             Some(json!({
                 "name": name, "image": TEST_IMAGE,
-                "command": ["sh", "-c", "mkdir -p /www && echo from-the-container > /www/index.html && exec httpd -f -p 8080 -h /www"]
+                // Serves the container's /etc, where Docker writes its hostname.
+                "command": ["httpd", "-f", "-p", "8080", "-h", "/etc"]
             })),
         )
         .await;
@@ -818,7 +819,7 @@ async fn a_container_app_is_routed_and_its_stop_shows_the_maintenance_page() {
     let deadline = Instant::now() + Duration::from_secs(15);
     let body = loop {
         let r = client
-            .get(rig.url("app.example.com", "/"))
+            .get(rig.url("app.example.com", "/hostname"))
             .send()
             .await
             .unwrap();
@@ -828,9 +829,21 @@ async fn a_container_app_is_routed_and_its_stop_shows_the_maintenance_page() {
         assert!(Instant::now() < deadline, "never routed: {}", r.status());
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert_eq!(body.trim(), "from-the-container");
+    // The container's hostname is the start of its id: this came from it.
+    let app: Value = rig
+        .send(reqwest::Method::GET, &format!("/apps/{name}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = app["container"]["id"].as_str().unwrap();
+    assert_eq!(body.trim(), &id[..12]);
     let test: Value = rig
-        .send(reqwest::Method::POST, "/domains/app.example.com/test", None)
+        .send(
+            reqwest::Method::POST,
+            "/domains/app.example.com/test?path=/hostname",
+            None,
+        )
         .await
         .json()
         .await
