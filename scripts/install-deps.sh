@@ -4,7 +4,7 @@
 #   --build   only what building and running needs (Debian's wasm toolchain,
 #             wasm-bindgen, wasm-opt)
 #   --test    also what the test suite needs (chromium + chromedriver,
-#             sqlx-cli, docker-compose, busybox-static, nginx)
+#             sqlx-cli, docker-compose, busybox-static, nginx, pebble, bind9)
 set -euo pipefail
 mode="${1:---build}"
 
@@ -18,7 +18,9 @@ done
 if [ "$mode" = "--test" ]; then
   # busybox-static: the tests pack it into their own image (no registry here).
   # nginx: the proxy's nginx driver is tested against a private instance.
-  for p in chromium chromium-driver docker-compose busybox-static nginx; do
+  # pebble (+ pebble-challtestsrv): the ACME CA the certificate tests use;
+  # bind9: the RFC 2136 server for DNS-01.
+  for p in chromium chromium-driver docker-compose busybox-static nginx pebble bind9; do
     have_pkg "$p" || need_apt+=("$p")
   done
 fi
@@ -45,6 +47,11 @@ if ! wasm-opt --version 2>/dev/null | grep -q "version 116"; then
   cargo install wasm-opt --version 0.116.1 --locked
 fi
 if [ "$mode" = "--test" ]; then
+  # aiosmtpd: a real SMTP server the e-mail notification test sends through.
+  if ! python3 -c "import aiosmtpd" 2>/dev/null; then
+    echo "installing aiosmtpd"
+    python3 -m pip install --quiet "aiosmtpd==1.4.6"
+  fi
   if ! cargo sqlx --version 2>/dev/null | grep -q "0.8.6"; then
     echo "installing sqlx-cli 0.8.6"
     cargo install sqlx-cli --version 0.8.6 --locked --no-default-features --features sqlite,rustls

@@ -59,6 +59,13 @@ pub struct ConfigArgs {
     /// `embedded` (default) or `nginx` (render into nginx's configuration).
     #[arg(long, env = "BERTH_PROXY_DRIVER")]
     pub proxy_driver: Option<String>,
+    /// ACME directory URL to use (e.g. a private CA or Let's Encrypt staging);
+    /// stored as the ACME setting at start.
+    #[arg(long, env = "BERTH_ACME_DIRECTORY")]
+    pub acme_directory: Option<String>,
+    /// PEM file of extra roots trusted for the ACME CA's own HTTPS.
+    #[arg(long, env = "BERTH_ACME_CA_FILE")]
+    pub acme_ca_file: Option<PathBuf>,
 }
 
 /// The file form of the configuration. Unknown keys are an error, so a typo
@@ -80,6 +87,79 @@ struct FileConfig {
     docker_host: Option<String>,
     bind_roots: Option<Vec<PathBuf>>,
     proxy: Option<FileProxy>,
+    certificates: Option<FileCertificates>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCertificates {
+    acme_directory: Option<String>,
+    acme_ca_file: Option<PathBuf>,
+    self_test_port: Option<u16>,
+    resolver: Option<SocketAddr>,
+    expiry_warning_days: Option<u32>,
+    probe_interval_minutes: Option<u64>,
+    probe_address: Option<SocketAddr>,
+}
+
+/// How certificates are ordered, renewed and watched.
+#[derive(Debug, Clone)]
+pub struct CertificatesConfig {
+    /// Set from `--acme-directory` / the file: overrides the stored setting.
+    pub acme_directory: Option<String>,
+    /// Extra roots for the CA's HTTPS, from `--acme-ca-file`.
+    pub acme_ca_file: Option<PathBuf>,
+    /// The port the CA reaches for HTTP-01, checked before ordering (80).
+    pub self_test_port: u16,
+    /// DNS server for the pre-order self-test and DNS-01 propagation
+    /// checks; `None`: the system resolver / the provider's own server.
+    pub resolver: Option<SocketAddr>,
+    /// Warn when the served certificate expires within this many days.
+    pub expiry_warning_days: u32,
+    pub probe_interval: Duration,
+    /// Where the expiry probe connects; default: the proxy's HTTPS listener.
+    pub probe_address: Option<SocketAddr>,
+}
+
+impl CertificatesConfig {
+    fn load(args: &ConfigArgs, file: Option<FileCertificates>) -> anyhow::Result<Self> {
+        let file = file.unwrap_or_default();
+        let days = file.expiry_warning_days.unwrap_or(14);
+        if !(1..=365).contains(&days) {
+            bail!("certificates.expiry_warning_days must be 1..=365");
+        }
+        let minutes = file.probe_interval_minutes.unwrap_or(360);
+        if minutes == 0 {
+            bail!("certificates.probe_interval_minutes must be positive");
+        }
+        let acme_directory = args.acme_directory.clone().or(file.acme_directory);
+        if let Some(url) = &acme_directory {
+            if !url.starts_with("https://") {
+                bail!("the ACME directory `{url}` must be an https:// URL");
+            }
+        }
+        Ok(CertificatesConfig {
+            acme_directory,
+            acme_ca_file: args.acme_ca_file.clone().or(file.acme_ca_file),
+            self_test_port: file.self_test_port.unwrap_or(80),
+            resolver: file.resolver,
+            expiry_warning_days: days,
+            probe_interval: Duration::from_secs(minutes * 60),
+            probe_address: file.probe_address,
+        })
+    }
+
+    pub fn for_tests() -> CertificatesConfig {
+        CertificatesConfig {
+            acme_directory: None,
+            acme_ca_file: None,
+            self_test_port: 80,
+            resolver: None,
+            expiry_warning_days: 14,
+            probe_interval: Duration::from_secs(6 * 3600),
+            probe_address: None,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -243,6 +323,7 @@ pub struct Config {
     /// Host directories apps may bind-mount from; empty: none.
     pub bind_roots: Vec<PathBuf>,
     pub proxy: ProxyConfig,
+    pub certificates: CertificatesConfig,
 }
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
@@ -350,8 +431,10 @@ impl Config {
         }
 
         let proxy = ProxyConfig::load(args, file.proxy, &data_dir)?;
+        let certificates = CertificatesConfig::load(args, file.certificates)?;
         Ok(Config {
             proxy,
+            certificates,
             docker_host,
             bind_roots,
             data_dir,
@@ -387,6 +470,7 @@ impl Config {
             docker_host: None,
             bind_roots: Vec::new(),
             proxy: ProxyConfig::for_tests(data_dir),
+            certificates: CertificatesConfig::for_tests(),
         }
     }
 }

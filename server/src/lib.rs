@@ -9,11 +9,14 @@
 pub mod apps;
 pub mod audit;
 pub mod auth;
+pub mod certificates;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod fault;
 pub mod http;
+pub mod notify;
+pub mod outbound;
 pub mod proxy;
 pub mod settings;
 pub mod setup;

@@ -28,6 +28,8 @@ pub struct AppState {
     pub db: SqlitePool,
     pub apps: Arc<crate::apps::Apps>,
     pub proxy: Arc<crate::proxy::Proxy>,
+    pub certificates: Arc<crate::certificates::Certificates>,
+    pub notifier: Arc<crate::notify::Notifier>,
     pub config: Arc<Config>,
     pub keys: Arc<Keys>,
     pub passwords: Arc<Passwords>,
@@ -84,16 +86,7 @@ impl Application {
             .context("Failed to prepare the session table")?;
         tokio::spawn(delete_expired_sessions(sessions.clone()));
 
-        let tls = match crate::tls::ensure_certificate(&config)? {
-            Some((cert, key)) => Some(
-                RustlsConfig::from_pem_file(&cert, &key)
-                    .await
-                    .with_context(|| {
-                        format!("Failed to load TLS certificate {}", cert.display())
-                    })?,
-            ),
-            None => None,
-        };
+        let tls_files = crate::tls::ensure_certificate(&config)?;
 
         let engine = crate::apps::engine::Engine::connect(config.docker_host.as_deref())?;
         let apps = Arc::new(crate::apps::Apps::new(
@@ -119,12 +112,41 @@ impl Application {
         // Re-resolves routes whenever containers change.
         tokio::spawn(proxy.clone().follow());
 
+        // The admin listener serves the panel domain's certificate once berth
+        // has one, and the configured (or self-signed) one otherwise.
+        let tls = match tls_files {
+            Some((cert, key)) => Some(RustlsConfig::from_config(crate::tls::panel_config(
+                &cert,
+                &key,
+                config.tls == crate::config::Tls::SelfSigned,
+                proxy.shared.certs.clone(),
+            )?)),
+            None => None,
+        };
+
+        let keys = Arc::new(keys);
+        let notifier = Arc::new(crate::notify::Notifier::new(db.clone(), keys.clone()));
+        let certificates = Arc::new(crate::certificates::Certificates::new(
+            db.clone(),
+            keys.clone(),
+            proxy.clone(),
+            notifier.clone(),
+            config.certificates.clone(),
+            config.data_dir.clone(),
+        ));
+        certificates.apply_flags().await?;
+        // Installs the stored certificates, then orders, renews and probes
+        // for the life of the process.
+        tokio::spawn(certificates.clone().run());
+
         let state = AppState {
             apps,
             proxy,
+            certificates,
+            notifier,
             db,
             tokens: Arc::new(TokenSigner::new(&keys)),
-            keys: Arc::new(keys),
+            keys,
             passwords: Arc::new(Passwords::default()),
             throttle: Arc::new(LoginThrottle::default()),
             setup: Arc::new(setup),

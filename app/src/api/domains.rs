@@ -25,6 +25,10 @@ pub struct DomainSpec {
     pub https_redirect: Option<bool>,
     #[serde(default)]
     pub www: WwwRedirect,
+    /// Orders a certificate (HTTP-01) for the host and its `www` alias when
+    /// none covers them and ACME is configured. Default on.
+    #[serde(default = "yes")]
+    pub auto_certificate: bool,
     /// Sends `Strict-Transport-Security` over HTTPS (max-age one year).
     #[serde(default = "yes")]
     pub hsts: bool,

@@ -236,3 +236,5 @@ mod apps;
 pub use apps::*;
 mod domains;
 pub use domains::*;
+mod certificates;
+pub use certificates::*;

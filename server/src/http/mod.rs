@@ -81,6 +81,8 @@ impl Modify for SecuritySchemes {
 /// Every `/api/v1` route, with its OpenAPI description.
 pub fn api_routes() -> OpenApiRouter<AppState> {
     use crate::apps::{engine_routes as engine, routes as apps, stacks};
+    use crate::certificates::routes as certs;
+    use crate::notify::routes as notify;
     use crate::proxy::routes as domains;
     use crate::{audit, auth, settings, setup, tokens};
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest(
@@ -126,6 +128,17 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
             .routes(routes!(domains::get, domains::update, domains::delete))
             .routes(routes!(domains::test))
             .routes(routes!(domains::status))
+            .routes(routes!(certs::get_acme, certs::put_acme))
+            .routes(routes!(certs::list, certs::order))
+            .routes(routes!(certs::upload))
+            .routes(routes!(certs::probes, certs::probe_now))
+            .routes(routes!(certs::get, certs::delete))
+            .routes(routes!(certs::renew))
+            .routes(routes!(certs::list_dns, certs::create_dns))
+            .routes(routes!(certs::delete_dns))
+            .routes(routes!(notify::list, notify::create))
+            .routes(routes!(notify::delete))
+            .routes(routes!(notify::test))
             .routes(routes!(openapi_json)),
     )
 }

@@ -4,7 +4,8 @@
 //!
 //! Certificates come from `DIR/certs/<host>/fullchain.pem` + `privkey.pem`
 //! (certbot's layout, so an existing `live/` directory can be copied in) and,
-//! through `CertStore::put`, from berth's own issuance.
+//! through `CertStore::set_managed`, from berth's certificate store (ACME
+//! and uploads), held in memory only.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,8 @@ pub struct CertStore {
     by_name: ArcSwap<HashMap<String, Loaded>>,
     /// Files already parsed, by path and mtime, so a rescan is cheap.
     files: RwLock<HashMap<PathBuf, (SystemTime, Loaded)>>,
+    /// Certificates from berth's own store.
+    managed: RwLock<Vec<Loaded>>,
 }
 
 impl std::fmt::Debug for CertStore {
@@ -53,6 +56,17 @@ impl CertStore {
         }
         let (_, parent) = host.split_once('.')?;
         map.get(&format!("*.{parent}")).cloned()
+    }
+
+    /// Replaces the certificates from berth's store; live at the next
+    /// `rescan`.
+    pub fn set_managed(&self, managed: Vec<Loaded>) {
+        *self.managed.write().unwrap_or_else(|p| p.into_inner()) = managed;
+    }
+
+    /// Every name served and its certificate.
+    pub fn all(&self) -> Arc<HashMap<String, Loaded>> {
+        self.by_name.load_full()
     }
 
     /// Re-reads the certificate directory (files whose mtime is unchanged are
@@ -93,7 +107,13 @@ impl CertStore {
             }
         }
         let mut by_name = HashMap::new();
-        for (_, loaded) in fresh.values() {
+        let managed = self
+            .managed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let loaded_files = fresh.values().map(|(_, l)| l);
+        for loaded in managed.iter().chain(loaded_files) {
             for name in &loaded.names {
                 // Of two certificates for one name, the one valid longer wins.
                 let better = by_name

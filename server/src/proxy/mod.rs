@@ -73,6 +73,8 @@ pub struct Proxy {
     /// certificates, the last nginx failure.
     errors: Mutex<Vec<String>>,
     nginx: Option<nginx::Nginx>,
+    /// Bumped after every stored change of the domains.
+    domains_changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Proxy {
@@ -99,6 +101,7 @@ impl Proxy {
             listening: Mutex::new(Vec::new()),
             errors: Mutex::new(Vec::new()),
             nginx,
+            domains_changed: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -161,6 +164,87 @@ impl Proxy {
 
     fn lock_errors(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
         self.errors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes an ACME HTTP-01 answer: in the embedded proxy's map, and
+    /// with nginx as a file in the directory nginx serves it from.
+    pub fn present_challenge(&self, token: &str, key_authorization: &str) -> Result<(), String> {
+        if token.is_empty()
+            || !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err("the CA sent a malformed challenge token".into());
+        }
+        if self.nginx.is_some() {
+            let dir = &self.config.nginx.challenge_dir;
+            std::fs::create_dir_all(dir)
+                .and_then(|_| std::fs::write(dir.join(token), key_authorization))
+                .map_err(|e| format!("cannot write the challenge for nginx: {e}"))?;
+        }
+        self.shared
+            .challenges
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token.to_string(), key_authorization.to_string());
+        Ok(())
+    }
+
+    pub fn withdraw_challenge(&self, token: &str) {
+        self.shared
+            .challenges
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(token);
+        if self.nginx.is_some() && !token.contains('/') {
+            let _ = std::fs::remove_file(self.config.nginx.challenge_dir.join(token));
+        }
+    }
+
+    /// Address of the listener that serves HTTPS (the embedded proxy's or
+    /// nginx's), for the expiry probe.
+    pub fn https_address(&self) -> Option<SocketAddr> {
+        let addr = match &self.nginx {
+            Some(_) => Some(self.config.nginx.https),
+            None => self
+                .addresses()
+                .into_iter()
+                .find(|a| a.port() == self.shared.https_port.load(Ordering::Relaxed)),
+        };
+        addr.map(|mut a| {
+            if a.ip().is_unspecified() {
+                a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            a
+        })
+    }
+
+    /// Tells who listens (the certificates service) that the set of domains
+    /// changed.
+    pub fn subscribe_domains(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.domains_changed.subscribe()
+    }
+
+    /// Hosts served over HTTPS with the names a certificate for each should
+    /// cover (the host and its `www` alias), for those that want one ordered
+    /// automatically; and every host berth serves.
+    pub async fn certificate_wishes(&self) -> Result<Vec<(String, Vec<String>, bool)>, ApiError> {
+        Ok(self
+            .rows()
+            .await?
+            .into_iter()
+            .map(|(spec, _, _, _)| {
+                let mut names = vec![spec.host.clone()];
+                names.extend(alias_of(&spec));
+                (spec.host.clone(), names, spec.auto_certificate)
+            })
+            .collect())
+    }
+
+    /// Certificates berth manages (from the store) to serve besides the
+    /// files in the certificate directory; swapped in at the next rebuild.
+    pub fn set_managed_certificates(&self, managed: Vec<certs::Loaded>) {
+        self.shared.certs.set_managed(managed);
     }
 
     /// The embedded listeners' addresses (`[http, https]` when both bound).
@@ -375,6 +459,7 @@ impl Proxy {
     /// reload as the request's failure (the change is stored and the
     /// previous configuration stays live).
     async fn commit(&self) -> Result<(), ApiError> {
+        self.domains_changed.send_modify(|v| *v += 1);
         self.rebuild().await.map_err(|e| {
             ApiError::ApplyFailed(format!("saved, but the proxy did not take it: {e}"))
         })

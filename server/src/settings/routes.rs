@@ -41,5 +41,11 @@ pub async fn put(
         .detail(json!(settings)),
     )
     .await?;
+    // The wizard's ACME e-mail configures Let's Encrypt (unless ACME is set
+    // up already), and a panel domain gets its certificate ordered.
+    state
+        .certificates
+        .adopt_setup_email(settings.acme_email.clone())
+        .await?;
     Ok(Json(settings))
 }

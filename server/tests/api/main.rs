@@ -2,9 +2,11 @@
 //! driven over HTTP.
 
 mod account;
+mod acme_rig;
 mod apps;
 mod audit;
 mod auth;
+mod certificates;
 mod cli;
 mod conventions;
 mod crash;

@@ -22,12 +22,12 @@ use crate::helpers::{error_of, spawn_app, TestApp};
 
 /// An HTTP upstream on loopback that answers every request with what it
 /// received as JSON; `/page` answers 4 KiB of HTML, `/slow` waits 3 s.
-struct Echo {
-    addr: SocketAddr,
+pub struct Echo {
+    pub addr: SocketAddr,
     hits: Arc<AtomicUsize>,
 }
 
-async fn echo_server() -> Echo {
+pub async fn echo_server() -> Echo {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));
@@ -550,7 +550,7 @@ impl Ca {
 }
 
 /// The certificate chain a TLS server presents for `sni`, accepting any.
-async fn presented(addr: SocketAddr, sni: &str) -> Result<Vec<Vec<u8>>, String> {
+pub async fn presented(addr: SocketAddr, sni: &str) -> Result<Vec<Vec<u8>>, String> {
     use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
     use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
     #[derive(Debug)]
