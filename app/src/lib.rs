@@ -40,6 +40,10 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/stacks") view=Stacks/>
                 <Route path=path!("/domains") view=Domains/>
                 <Route path=path!("/domains/:host") view=DomainPage/>
+                <Route path=path!("/certificates") view=Certificates/>
+                <Route path=path!("/certificates/:id") view=CertificatePage/>
+                <Route path=path!("/acme") view=CertificateSettings/>
+                <Route path=path!("/notifications") view=Notifications/>
                 <Route path=path!("/containers") view=Containers/>
                 <Route path=path!("/images") view=Images/>
                 <Route path=path!("/volumes") view=Volumes/>

@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../../server/tests/api/acme_rig.rs"]
+#[allow(dead_code)]
+mod acme_rig;
+
 use berth::config::Config;
 use berth::startup::Application;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -96,6 +100,8 @@ struct Run {
     base: String,
     /// The embedded proxy's plain-HTTP listener.
     proxy_http: std::net::SocketAddr,
+    proxy_https: std::net::SocketAddr,
+    pebble: acme_rig::Pebble,
     shots: PathBuf,
     step: usize,
 }
@@ -157,11 +163,24 @@ async fn a_fresh_berth_is_set_up_and_used_through_the_browser() {
         "no browser bundle: run scripts/build-site.sh first"
     );
     let data = tempfile::tempdir().unwrap();
+    // A real ACME CA on loopback; berth's proxy listens where it validates.
+    let http_port = acme_rig::free_port();
+    let pebble = acme_rig::Pebble::start(acme_rig::PebbleOptions {
+        http_port,
+        validity_s: 0,
+        eab: None,
+        dns: None,
+    })
+    .await;
     let mut config = Config::for_tests(data.path());
     config.site_dir = site;
+    config.proxy.http = Some(std::net::SocketAddr::from(([127, 0, 0, 1], http_port)));
+    config.certificates.self_test_port = http_port;
+    config.certificates.resolver = Some(pebble.dns);
     let app = Application::build(config).await.unwrap();
     let base = app.url();
     let proxy_http = app.state.proxy.addresses()[0];
+    let proxy_https = app.state.proxy.addresses()[1];
     tokio::spawn(app.run_until_stopped());
 
     let (_driver, driver_url) = start_driver().await;
@@ -174,6 +193,8 @@ async fn a_fresh_berth_is_set_up_and_used_through_the_browser() {
         client: client.clone(),
         base: base.clone(),
         proxy_http,
+        proxy_https,
+        pebble,
         shots: shots.clone(),
         step: 0,
     };
@@ -239,6 +260,7 @@ async fn steps(run: &mut Run, data: &Path) {
 
     apps(run).await;
     domains(run).await;
+    certificates(run).await;
 
     // Create an API token; its value is shown once and works as a bearer.
     run.click("nav a[href='/tokens']").await;
@@ -530,4 +552,96 @@ async fn domains(run: &mut Run) {
         .await
         .unwrap();
     assert_eq!(body, "from-the-upstream");
+}
+
+/// Points berth at the test CA, orders a certificate for the domain made
+/// above and follows its steps live, checks that the proxy serves it, and
+/// adds a webhook channel whose test notification arrives.
+async fn certificates(run: &mut Run) {
+    let host = "e2e.example.com";
+    run.goto("/acme").await;
+    run.wait_css("#acme-url").await;
+    // The wizard's e-mail configured Let's Encrypt; switch to the test CA.
+    run.wait_css("#acme-url").await.clear().await.unwrap();
+    run.type_into("#acme-url", &run.pebble.directory_url.clone())
+        .await;
+    run.type_into("#acme-roots", &run.pebble.listener_root_pem.clone())
+        .await;
+    run.click("#acme-save").await;
+    run.wait_text("#acme-saved", "Saved").await;
+    run.shot("acme-settings").await;
+
+    run.goto("/certificates").await;
+    run.type_into("#order-domains", host).await;
+    run.click("#order-submit").await;
+    run.wait_text("#cert-heading", host).await;
+    run.wait_text("#certificate-state", "valid").await;
+    run.wait_css("#steps li[data-step=install][data-status=done]")
+        .await;
+    run.wait_text("#steps", "validation").await;
+    run.shot("certificate-issued").await;
+
+    // The proxy serves it; a client trusting only the CA's root accepts it.
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(run.pebble.issuing_root().await)
+        .resolve(host, run.proxy_https)
+        .build()
+        .unwrap();
+    let body = client
+        .get(format!("https://{host}:{}/", run.proxy_https.port()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "from-the-upstream");
+
+    // The list shows it, and the probe agrees with what is served.
+    run.goto("/certificates").await;
+    run.wait_text("#certificates", host).await;
+    run.click("#probe-now").await;
+    run.wait_text(&format!("#probes tr[data-host='{host}'] .status"), "ok")
+        .await;
+    run.shot("certificates").await;
+
+    // A webhook channel, and its test button.
+    let (hook, hits) = webhook().await;
+    run.goto("/notifications").await;
+    run.type_into("#channel-name", "ops").await;
+    run.type_into("#channel-url", &format!("http://{hook}/berth"))
+        .await;
+    run.click("#channel-internal").await;
+    run.click("#channel-save").await;
+    run.wait_css("#channels tr[data-channel]").await;
+    run.click("#channels [data-action=test]").await;
+    run.wait_text("#channel-test", "delivered").await;
+    run.shot("notifications").await;
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// A webhook receiver counting the POSTs it gets.
+async fn webhook() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 65536];
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            if String::from_utf8_lossy(&buf[..n]).starts_with("POST /berth") {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                .await;
+        }
+    });
+    (addr, hits)
 }

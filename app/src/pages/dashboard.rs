@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 
 use super::{Frame, CAPABILITIES};
-use crate::api::{AuditPage, Settings};
+use crate::api::{AuditPage, Certificate, ProbeResult, Settings};
 use crate::client;
 
 #[component]
@@ -20,7 +20,49 @@ pub fn Dashboard() -> impl IntoView {
 fn DashboardBody() -> impl IntoView {
     let settings = LocalResource::new(|| client::get::<Settings>("/api/v1/settings"));
     let recent = LocalResource::new(|| client::get::<AuditPage>("/api/v1/audit?limit=5"));
+    let probes =
+        LocalResource::new(|| client::get::<Vec<ProbeResult>>("/api/v1/certificates/probes"));
+    let certs = LocalResource::new(|| client::get::<Vec<Certificate>>("/api/v1/certificates"));
+    // What needs the admin: served certificates that are wrong or expiring,
+    // and certificates whose last attempt failed.
+    let problems = move || {
+        let mut out: Vec<String> = Vec::new();
+        if let Some(Ok(p)) = probes.get() {
+            out.extend(p.into_iter().filter(|p| p.status != "ok").map(|p| {
+                format!(
+                    "{}: {} — {}",
+                    p.host,
+                    p.status,
+                    p.detail.unwrap_or_default()
+                )
+            }));
+        }
+        if let Some(Ok(c)) = certs.get() {
+            out.extend(
+                c.into_iter()
+                    .filter(|c| c.last_error.is_some() && c.state != "retired")
+                    .map(|c| {
+                        format!(
+                            "{}: {}",
+                            c.domains.join(", "),
+                            c.last_error.unwrap_or_default()
+                        )
+                    }),
+            );
+        }
+        out
+    };
     view! {
+        {move || {
+            let list = problems();
+            (!list.is_empty()).then(|| view! {
+                <section aria-labelledby="attention-heading" class="error" id="certificate-problems">
+                    <h2 id="attention-heading">"Certificates needing attention"</h2>
+                    <ul>{list.into_iter().map(|p| view! { <li>{p}</li> }).collect_view()}</ul>
+                    <p><A href="/certificates">"Certificates"</A></p>
+                </section>
+            })
+        }}
         <section aria-labelledby="caps-heading">
             <h2 id="caps-heading">"Capabilities"</h2>
             <ul class="cards">

@@ -3,6 +3,7 @@
 mod account;
 mod apps;
 mod audit;
+mod certificates;
 mod containers;
 mod dashboard;
 mod domains;
@@ -19,6 +20,7 @@ mod widgets;
 pub use account::Account;
 pub use apps::{AppPage, Apps};
 pub use audit::AuditLog;
+pub use certificates::{CertificatePage, CertificateSettings, Certificates, Notifications};
 pub use containers::Containers;
 pub use dashboard::Dashboard;
 pub use domains::{DomainPage, Domains};

@@ -30,7 +30,7 @@ pub const CAPABILITIES: &[Capability] = &[
         slug: "certificates",
         name: "Certificates",
         summary: "ACME certificates issued and renewed with no one watching.",
-        built: false,
+        built: true,
     },
     Capability {
         slug: "secrets",

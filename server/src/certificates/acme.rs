@@ -239,8 +239,10 @@ async fn run_order(
         request = request.replaces(id.clone());
     }
     let placed = match account.new_order(&request).await {
-        // A CA without ARI refuses `replaces`: order without it.
-        Err(instant_acme::Error::Unsupported(_)) => {
+        // A CA without ARI, one that does not echo `replaces`, or one that
+        // says the certificate was already replaced: order without it.
+        Err(e) if replaced.is_some() => {
+            tracing::info!(error = %e, "ordering without `replaces`");
             account.new_order(&NewOrder::new(&identifiers)).await
         }
         other => other,

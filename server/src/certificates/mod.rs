@@ -851,6 +851,11 @@ impl Certificates {
     ) -> (i64, &'static str, Option<i64>) {
         if let Some(ari) = ari_id {
             match acme::renewal_window(account, url, ari).await {
+                // A window already over for a certificate just issued would
+                // renew it again at once, forever: trust the lifetime instead.
+                Ok(Some((_, end, _))) if end <= self.clock.now() => {
+                    tracing::warn!(certificate = ari, "the CA's renewal window is already over; using two thirds of the lifetime");
+                }
                 Ok(Some((start, end, retry))) => {
                     return (
                         schedule::in_window(start, end, &mut rand::thread_rng()),

@@ -1163,3 +1163,223 @@ async fn an_email_channel_delivers_through_a_real_smtp_server() {
         "{test}"
     );
 }
+
+#[tokio::test]
+async fn the_panel_domain_from_the_wizard_gets_its_certificate_on_the_admin_listener() {
+    let port = free_port();
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: port,
+        validity_s: 0,
+        eab: None,
+        dns: None,
+    })
+    .await;
+    let app = spawn_with(|c| {
+        c.tls = berth::config::Tls::SelfSigned;
+        c.proxy.http = Some(SocketAddr::from(([127, 0, 0, 1], port)));
+        c.certificates.self_test_port = port;
+        c.certificates.resolver = Some(pebble.dns);
+    })
+    .await;
+    // Before: the self-signed certificate (the wizard runs over it).
+    let admin: SocketAddr = app.url.trim_start_matches("https://").parse().unwrap();
+    let browser = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let r = browser
+        .post(app.api("/setup"))
+        .json(&json!({ "token": app.setup_token(), "username": crate::helpers::USERNAME,
+                       "password": crate::helpers::PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let csrf = r.json::<Value>().await.unwrap()["csrf_token"].as_str().unwrap().to_string();
+    let put = |path: &'static str, body: Value| {
+        browser
+            .put(app.api(path))
+            .header("X-CSRF-Token", &csrf)
+            .json(&body)
+            .send()
+    };
+    assert!(put("/acme", pebble.acme_settings()).await.unwrap().status().is_success());
+    // The wizard's last step: the panel domain and the ACME e-mail.
+    let r = put("/settings", json!({ "panel_domain": "panel.berth.test", "acme_email": "ops@berth.test" }))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let cert = loop {
+        let list: Value = browser.get(app.api("/certificates")).send().await.unwrap().json().await.unwrap();
+        let valid = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["domains"] == json!(["panel.berth.test"]) && c["state"] == "valid")
+            .cloned();
+        if let Some(c) = valid {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "no panel certificate: {list:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(cert["automatic"], true);
+    // The admin listener now presents it for the panel's name (verified
+    // against pebble's root), and still the self-signed one for others.
+    let verified = tls_client(pebble.issuing_root().await, &["panel.berth.test"], admin);
+    let r = verified
+        .get(format!("https://panel.berth.test:{}/health", admin.port()))
+        .send()
+        .await
+        .expect("the panel domain's certificate verifies");
+    assert_eq!(r.status(), StatusCode::OK);
+    let served = presented(admin, "panel.berth.test").await.unwrap();
+    assert_eq!(fingerprint(&served[0]), cert["fingerprint"].as_str().unwrap());
+    let other = presented(admin, "localhost").await.unwrap();
+    assert_ne!(fingerprint(&other[0]), cert["fingerprint"].as_str().unwrap());
+}
+
+/// pebble 2.4 has no ACME Renewal Information. This front serves pebble's
+/// directory with a `renewalInfo` URL added and answers that endpoint with
+/// a fixed window, so berth's ARI path runs against real orders.
+struct AriFront {
+    url: String,
+    root_pem: String,
+    asked: Arc<Mutex<Vec<String>>>,
+}
+
+async fn ari_front(pebble: &Pebble, window: (i64, i64)) -> AriFront {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    let cert = params.self_signed(&key).unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let directory: Value = pebble.client().get(&pebble.directory_url).send().await.unwrap().json().await.unwrap();
+    let mut directory = directory;
+    directory["renewalInfo"] = json!(format!("https://{addr}/renewal-info"));
+    let directory = Arc::new(directory.to_string());
+    let record = asked.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let directory = directory.clone();
+            let record = record.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let directory = directory.clone();
+                    let record = record.clone();
+                    async move {
+                        let path = req.uri().path().to_string();
+                        let rfc = |t: i64| {
+                            time::OffsetDateTime::from_unix_timestamp(t)
+                                .unwrap()
+                                .format(&time::format_description::well_known::Rfc3339)
+                                .unwrap()
+                        };
+                        let resp = if path == "/dir" {
+                            hyper::Response::builder()
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from(directory.as_str().to_string())))
+                        } else if let Some(id) = path.strip_prefix("/renewal-info/") {
+                            record.lock().unwrap().push(id.to_string());
+                            hyper::Response::builder()
+                                .header("content-type", "application/json")
+                                .header("retry-after", "21600")
+                                .body(Full::new(Bytes::from(
+                                    json!({ "suggestedWindow": { "start": rfc(window.0), "end": rfc(window.1) } })
+                                        .to_string(),
+                                )))
+                        } else {
+                            hyper::Response::builder().status(404).body(Full::new(Bytes::new()))
+                        };
+                        Ok::<_, Infallible>(resp.unwrap())
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    AriFront {
+        url: format!("https://{addr}/dir"),
+        root_pem: cert.pem(),
+        asked,
+    }
+}
+
+#[tokio::test]
+async fn renewal_follows_the_cas_renewal_information_when_it_has_some() {
+    let port = free_port();
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: port,
+        validity_s: 0,
+        eab: None,
+        dns: None,
+    })
+    .await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let window = (now + 3_600, now + 7_200);
+    let front = ari_front(&pebble, window).await;
+    let rig = Rig::start(port, Some(pebble.dns)).await;
+    let echo = echo_server().await;
+    rig.ok(
+        reqwest::Method::PUT,
+        "/acme",
+        Some(json!({
+            "directory_url": front.url,
+            "email": "admin@berth.test",
+            "extra_roots_pem": format!("{}{}", pebble.listener_root_pem, front.root_pem),
+        })),
+    )
+    .await;
+    rig.domain("ari.berth.test", echo.addr, false).await;
+    let c = rig
+        .ok(reqwest::Method::POST, "/certificates", Some(json!({ "domains": ["ari.berth.test"] })))
+        .await;
+    let id = c["id"].as_str().unwrap().to_string();
+    let first = rig.settled(&id).await;
+    assert_eq!(first["state"], "valid", "{first:#}");
+    // A five-year certificate, but renewal is scheduled inside the CA's
+    // window (an hour from now), not at two thirds of five years.
+    assert_eq!(first["renew_reason"], "ari");
+    let renew_at = time::OffsetDateTime::parse(
+        first["renew_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap()
+    .unix_timestamp();
+    assert!(renew_at >= window.0 && renew_at < window.1, "{renew_at} not in {window:?}");
+    // The CA was asked about this very certificate (RFC 9773 identifier).
+    let asked = front.asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1);
+    assert!(asked[0].contains('.'), "{asked:?}");
+
+    // Past the window start the scheduler renews (pebble does not echo
+    // `replaces`, so berth orders again without it).
+    rig.app.state.certificates.clock.advance(window.1 - now);
+    rig.app.state.certificates.tick().await;
+    let second = rig.changed(&id, "fingerprint", &first["fingerprint"]).await;
+    assert_eq!(second["state"], "valid", "{second:#}");
+    // The front's window is over for the new certificate too: berth does not
+    // renew again at once but falls back to the lifetime.
+    assert_eq!(second["renew_reason"], "two-thirds");
+    let served = presented(rig.https, "ari.berth.test").await.unwrap();
+    assert_eq!(fingerprint(&served[0]), second["fingerprint"].as_str().unwrap());
+}

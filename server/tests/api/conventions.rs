@@ -74,6 +74,23 @@ async fn the_openapi_spec_describes_every_api_route() {
         ("delete", "/api/v1/domains/{host}"),
         ("post", "/api/v1/domains/{host}/test"),
         ("get", "/api/v1/proxy/status"),
+        ("get", "/api/v1/acme"),
+        ("put", "/api/v1/acme"),
+        ("get", "/api/v1/certificates"),
+        ("post", "/api/v1/certificates"),
+        ("post", "/api/v1/certificates/upload"),
+        ("get", "/api/v1/certificates/probes"),
+        ("post", "/api/v1/certificates/probes"),
+        ("get", "/api/v1/certificates/{id}"),
+        ("delete", "/api/v1/certificates/{id}"),
+        ("post", "/api/v1/certificates/{id}/renew"),
+        ("get", "/api/v1/dns-providers"),
+        ("post", "/api/v1/dns-providers"),
+        ("delete", "/api/v1/dns-providers/{name}"),
+        ("get", "/api/v1/notifications/channels"),
+        ("post", "/api/v1/notifications/channels"),
+        ("delete", "/api/v1/notifications/channels/{id}"),
+        ("post", "/api/v1/notifications/channels/{id}/test"),
     ];
     for (method, path) in expected {
         assert!(

@@ -23,6 +23,7 @@ pub struct DomainForm {
     /// `off`, `to_apex` or `to_www`.
     pub www: String,
     pub hsts: bool,
+    pub auto_certificate: bool,
     /// `Name: value` per line.
     pub headers: String,
     /// `user:password` per line; `user` alone keeps the current password.
@@ -45,6 +46,7 @@ impl DomainForm {
             https_redirect: "auto".into(),
             www: "off".into(),
             hsts: true,
+            auto_certificate: true,
             max_body_mb: (default_max_body() / (1024 * 1024)).to_string(),
             connect_timeout_s: default_connect_timeout().to_string(),
             read_timeout_s: default_read_timeout().to_string(),
@@ -132,6 +134,7 @@ pub fn to_form(spec: &DomainSpec) -> DomainForm {
         }
         .into(),
         hsts: spec.hsts,
+        auto_certificate: spec.auto_certificate,
         headers: spec
             .headers
             .iter()
@@ -263,6 +266,7 @@ pub fn to_spec(f: &DomainForm) -> Result<DomainSpec, ClientError> {
             _ => WwwRedirect::Off,
         },
         hsts: f.hsts,
+        auto_certificate: f.auto_certificate,
         headers,
         basic_auth,
         allow: lines(&f.allow).map(|(_, l)| l.to_string()).collect(),

@@ -357,6 +357,7 @@ fn DomainEditor(existing: Option<DomainSpec>, on_saved: Callback<()>) -> impl In
     let https_redirect = RwSignal::new(start.https_redirect);
     let www = RwSignal::new(start.www);
     let hsts = RwSignal::new(start.hsts);
+    let auto_certificate = RwSignal::new(start.auto_certificate);
     let headers = RwSignal::new(start.headers);
     let users = RwSignal::new(start.users);
     let allow = RwSignal::new(start.allow);
@@ -381,6 +382,7 @@ fn DomainEditor(existing: Option<DomainSpec>, on_saved: Callback<()>) -> impl In
         https_redirect: https_redirect.get(),
         www: www.get(),
         hsts: hsts.get(),
+        auto_certificate: auto_certificate.get(),
         headers: headers.get(),
         users: users.get(),
         allow: allow.get(),
@@ -540,6 +542,7 @@ fn DomainEditor(existing: Option<DomainSpec>, on_saved: Callback<()>) -> impl In
                     <option value="off">"Never"</option>
                 </select>
                 <label class="check"><input type="checkbox" id="domain-hsts" bind:checked=hsts/>" Send HSTS (one year)"</label>
+                <label class="check"><input type="checkbox" id="domain-auto-cert" bind:checked=auto_certificate/>" Get a certificate automatically (HTTP-01)"</label>
                 <label for="domain-www">"www"</label>
                 <select id="domain-www" bind:value=www aria-invalid=invalid(error, "www")>
                     <option value="off">"Only this host"</option>
