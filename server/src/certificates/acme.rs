@@ -293,6 +293,13 @@ async fn run_order(
                 return fail(progress, "challenge", format!("{name}: {e}")).await;
             }
             ready.push((bare, dns_value, challenge.url.clone()));
+            progress
+                .step(
+                    "authorization",
+                    "done",
+                    Some(format!("{name}: answer published")),
+                )
+                .await;
         }
     }
     for (name, value, _) in &ready {

@@ -854,7 +854,10 @@ impl Certificates {
                 // A window already over for a certificate just issued would
                 // renew it again at once, forever: trust the lifetime instead.
                 Ok(Some((_, end, _))) if end <= self.clock.now() => {
-                    tracing::warn!(certificate = ari, "the CA's renewal window is already over; using two thirds of the lifetime");
+                    tracing::warn!(
+                        certificate = ari,
+                        "the CA's renewal window is already over; using two thirds of the lifetime"
+                    );
                 }
                 Ok(Some((start, end, retry))) => {
                     return (
@@ -986,14 +989,22 @@ impl Certificates {
             let expected_id: Option<String> = best.map(|r| r.get("id"));
             let expected_fp: Option<String> = best.and_then(|r| r.get("fingerprint"));
             let (fp, not_after, status, detail) = match probe::served(addr, host).await {
-                Err(e) => {
-                    let status = if expected_id.is_some() {
-                        "unreachable"
-                    } else {
-                        "missing"
-                    };
-                    (None, None, status, Some(e))
-                }
+                Err(e) => match &expected_id {
+                    Some(id) => (
+                        None,
+                        None,
+                        "unreachable",
+                        Some(format!(
+                            "berth holds {id} for this host, but the listener did not present it: {e}"
+                        )),
+                    ),
+                    None => (
+                        None,
+                        None,
+                        "missing",
+                        Some(format!("no certificate is served for this host ({e})")),
+                    ),
+                },
                 Ok(der) => {
                     let fp = pem::fingerprint(&der);
                     let leaf = rustls::pki_types::CertificateDer::from(der);

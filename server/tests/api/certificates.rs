@@ -1190,13 +1190,18 @@ async fn the_panel_domain_from_the_wizard_gets_its_certificate_on_the_admin_list
         .unwrap();
     let r = browser
         .post(app.api("/setup"))
-        .json(&json!({ "token": app.setup_token(), "username": crate::helpers::USERNAME,
-                       "password": crate::helpers::PASSWORD }))
+        .json(
+            &json!({ "token": app.setup_token(), "username": crate::helpers::USERNAME,
+                       "password": crate::helpers::PASSWORD }),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let csrf = r.json::<Value>().await.unwrap()["csrf_token"].as_str().unwrap().to_string();
+    let csrf = r.json::<Value>().await.unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let put = |path: &'static str, body: Value| {
         browser
             .put(app.api(path))
@@ -1204,16 +1209,30 @@ async fn the_panel_domain_from_the_wizard_gets_its_certificate_on_the_admin_list
             .json(&body)
             .send()
     };
-    assert!(put("/acme", pebble.acme_settings()).await.unwrap().status().is_success());
-    // The wizard's last step: the panel domain and the ACME e-mail.
-    let r = put("/settings", json!({ "panel_domain": "panel.berth.test", "acme_email": "ops@berth.test" }))
+    assert!(put("/acme", pebble.acme_settings())
         .await
-        .unwrap();
+        .unwrap()
+        .status()
+        .is_success());
+    // The wizard's last step: the panel domain and the ACME e-mail.
+    let r = put(
+        "/settings",
+        json!({ "panel_domain": "panel.berth.test", "acme_email": "ops@berth.test" }),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let cert = loop {
-        let list: Value = browser.get(app.api("/certificates")).send().await.unwrap().json().await.unwrap();
+        let list: Value = browser
+            .get(app.api("/certificates"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let valid = list
             .as_array()
             .unwrap()
@@ -1237,9 +1256,15 @@ async fn the_panel_domain_from_the_wizard_gets_its_certificate_on_the_admin_list
         .expect("the panel domain's certificate verifies");
     assert_eq!(r.status(), StatusCode::OK);
     let served = presented(admin, "panel.berth.test").await.unwrap();
-    assert_eq!(fingerprint(&served[0]), cert["fingerprint"].as_str().unwrap());
+    assert_eq!(
+        fingerprint(&served[0]),
+        cert["fingerprint"].as_str().unwrap()
+    );
     let other = presented(admin, "localhost").await.unwrap();
-    assert_ne!(fingerprint(&other[0]), cert["fingerprint"].as_str().unwrap());
+    assert_ne!(
+        fingerprint(&other[0]),
+        cert["fingerprint"].as_str().unwrap()
+    );
 }
 
 /// pebble 2.4 has no ACME Renewal Information. This front serves pebble's
@@ -1254,9 +1279,9 @@ struct AriFront {
 async fn ari_front(pebble: &Pebble, window: (i64, i64)) -> AriFront {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .subject_alt_names
-        .push(rcgen::SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    params.subject_alt_names.push(rcgen::SanType::IpAddress(
+        std::net::Ipv4Addr::LOCALHOST.into(),
+    ));
     let cert = params.self_signed(&key).unwrap();
     let config = rustls::ServerConfig::builder()
         .with_no_client_auth()
@@ -1269,7 +1294,15 @@ async fn ari_front(pebble: &Pebble, window: (i64, i64)) -> AriFront {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let asked = Arc::new(Mutex::new(Vec::new()));
-    let directory: Value = pebble.client().get(&pebble.directory_url).send().await.unwrap().json().await.unwrap();
+    let directory: Value = pebble
+        .client()
+        .get(&pebble.directory_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let mut directory = directory;
     directory["renewalInfo"] = json!(format!("https://{addr}/renewal-info"));
     let directory = Arc::new(directory.to_string());
@@ -1280,37 +1313,43 @@ async fn ari_front(pebble: &Pebble, window: (i64, i64)) -> AriFront {
             let directory = directory.clone();
             let record = record.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let directory = directory.clone();
-                    let record = record.clone();
-                    async move {
-                        let path = req.uri().path().to_string();
-                        let rfc = |t: i64| {
-                            time::OffsetDateTime::from_unix_timestamp(t)
-                                .unwrap()
-                                .format(&time::format_description::well_known::Rfc3339)
-                                .unwrap()
-                        };
-                        let resp = if path == "/dir" {
-                            hyper::Response::builder()
-                                .header("content-type", "application/json")
-                                .body(Full::new(Bytes::from(directory.as_str().to_string())))
-                        } else if let Some(id) = path.strip_prefix("/renewal-info/") {
-                            record.lock().unwrap().push(id.to_string());
-                            hyper::Response::builder()
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let directory = directory.clone();
+                        let record = record.clone();
+                        async move {
+                            let path = req.uri().path().to_string();
+                            let rfc = |t: i64| {
+                                time::OffsetDateTime::from_unix_timestamp(t)
+                                    .unwrap()
+                                    .format(&time::format_description::well_known::Rfc3339)
+                                    .unwrap()
+                            };
+                            let resp = if path == "/dir" {
+                                hyper::Response::builder()
+                                    .header("content-type", "application/json")
+                                    .body(Full::new(Bytes::from(directory.as_str().to_string())))
+                            } else if let Some(id) = path.strip_prefix("/renewal-info/") {
+                                record.lock().unwrap().push(id.to_string());
+                                hyper::Response::builder()
                                 .header("content-type", "application/json")
                                 .header("retry-after", "21600")
                                 .body(Full::new(Bytes::from(
                                     json!({ "suggestedWindow": { "start": rfc(window.0), "end": rfc(window.1) } })
                                         .to_string(),
                                 )))
-                        } else {
-                            hyper::Response::builder().status(404).body(Full::new(Bytes::new()))
-                        };
-                        Ok::<_, Infallible>(resp.unwrap())
-                    }
-                });
+                            } else {
+                                hyper::Response::builder()
+                                    .status(404)
+                                    .body(Full::new(Bytes::new()))
+                            };
+                            Ok::<_, Infallible>(resp.unwrap())
+                        }
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
                     .await;
@@ -1351,7 +1390,11 @@ async fn renewal_follows_the_cas_renewal_information_when_it_has_some() {
     .await;
     rig.domain("ari.berth.test", echo.addr, false).await;
     let c = rig
-        .ok(reqwest::Method::POST, "/certificates", Some(json!({ "domains": ["ari.berth.test"] })))
+        .ok(
+            reqwest::Method::POST,
+            "/certificates",
+            Some(json!({ "domains": ["ari.berth.test"] })),
+        )
         .await;
     let id = c["id"].as_str().unwrap().to_string();
     let first = rig.settled(&id).await;
@@ -1365,7 +1408,10 @@ async fn renewal_follows_the_cas_renewal_information_when_it_has_some() {
     )
     .unwrap()
     .unix_timestamp();
-    assert!(renew_at >= window.0 && renew_at < window.1, "{renew_at} not in {window:?}");
+    assert!(
+        renew_at >= window.0 && renew_at < window.1,
+        "{renew_at} not in {window:?}"
+    );
     // The CA was asked about this very certificate (RFC 9773 identifier).
     let asked = front.asked.lock().unwrap().clone();
     assert_eq!(asked.len(), 1);
@@ -1381,5 +1427,8 @@ async fn renewal_follows_the_cas_renewal_information_when_it_has_some() {
     // renew again at once but falls back to the lifetime.
     assert_eq!(second["renew_reason"], "two-thirds");
     let served = presented(rig.https, "ari.berth.test").await.unwrap();
-    assert_eq!(fingerprint(&served[0]), second["fingerprint"].as_str().unwrap());
+    assert_eq!(
+        fingerprint(&served[0]),
+        second["fingerprint"].as_str().unwrap()
+    );
 }

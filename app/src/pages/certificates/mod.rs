@@ -16,7 +16,8 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 use super::widgets::{invalid, Confirm, ErrorMessage, FieldError, StatusBadge, Tone};
 use super::Frame;
 use crate::api::{
-    Certificate, ChallengeKind, DnsProvider, KeyType, OrderRequest, ProbeResult, UploadRequest,
+    Certificate, ChallengeKind, DnsProvider, IssuanceStep, KeyType, OrderRequest, ProbeResult,
+    UploadRequest,
 };
 use crate::client::{self, ClientError};
 
@@ -202,7 +203,7 @@ fn CertificatesBody() -> impl IntoView {
                                     <td><A href=link>{c.domains.join(", ")}</A>
                                         {(c.source == "upload").then_some(" (uploaded)")}
                                         {c.automatic.then_some(" (automatic)")}</td>
-                                    <td class="state"><StatusBadge word=c.state.clone() tone=state_tone(&c.state) title=""/></td>
+                                    <td class="cert-state"><StatusBadge word=c.state.clone() tone=state_tone(&c.state) title=""/></td>
                                     <td>{c.issuer.clone().unwrap_or_else(|| "—".into())}</td>
                                     <td class="expires">{day(&c.not_after)}</td>
                                     <td class="renews">{if acme { format!("{} ({})", day(&c.renew_at), c.renew_reason.clone().unwrap_or_default()) } else { "—".into() }}</td>
@@ -390,6 +391,22 @@ fn follow(id: String, cert: RwSignal<Option<Certificate>>, error: RwSignal<Optio
     );
 }
 
+/// One line per step: a `done` or `failed` entry replaces the `running`
+/// entry of the same step just before it (keeping its detail if it has none).
+fn merged(steps: Vec<IssuanceStep>) -> Vec<IssuanceStep> {
+    let mut out: Vec<IssuanceStep> = Vec::new();
+    for s in steps {
+        match out.last_mut() {
+            Some(prev) if prev.step == s.step && prev.status == "running" => {
+                let detail = s.detail.or(prev.detail.take());
+                *prev = IssuanceStep { detail, ..s };
+            }
+            _ => out.push(s),
+        }
+    }
+    out
+}
+
 fn in_progress(c: &Certificate) -> bool {
     c.state == "pending"
         || c.state == "issuing"
@@ -459,8 +476,8 @@ fn CertificateBody(id: String) -> impl IntoView {
                 <section aria-labelledby="steps-heading">
                     <h2 id="steps-heading">"Latest attempt"</h2>
                     {c.steps.is_empty().then(|| view! { <p class="muted">"No attempt recorded."</p> })}
-                    <ol class="steps" id="steps">
-                        {c.steps.into_iter().map(|s| {
+                    <ol class="attempt" id="steps">
+                        {merged(c.steps).into_iter().map(|s| {
                             let class = format!("step {}", s.status);
                             view! {
                                 <li class=class data-step=s.step.clone() data-status=s.status.clone()>
