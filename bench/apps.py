@@ -63,7 +63,7 @@ def main():
     ap.add_argument("--containers", type=int, default=1000)
     args = ap.parse_args()
 
-    env = dict(os.environ, SQLX_OFFLINE="true")
+    env = dict(os.environ, SQLX_OFFLINE="true", CARGO_TARGET_DIR=TARGET)
     subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "berth-server"],
                    cwd=ROOT, env=env, check=True)
     import_image()

@@ -65,7 +65,7 @@ def pct(values, p):
 
 
 def bench_berth(logins):
-    env = dict(os.environ, SQLX_OFFLINE="true")
+    env = dict(os.environ, SQLX_OFFLINE="true", CARGO_TARGET_DIR=TARGET)
     subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "berth-server"],
                    cwd=ROOT, env=env, check=True)
     data = tempfile.mkdtemp(prefix="berth-bench-")

@@ -140,7 +140,8 @@ def p256_cert(directory):
 
 class Berth:
     def __init__(self, http_port, https_port):
-        env = dict(os.environ, SQLX_OFFLINE="true")
+        # Built where TARGET points, so the binary run is the one just built.
+        env = dict(os.environ, SQLX_OFFLINE="true", CARGO_TARGET_DIR=TARGET)
         subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "berth-server"],
                        cwd=ROOT, env=env, check=True)
         self.data = tempfile.mkdtemp(prefix="berth-bench-")

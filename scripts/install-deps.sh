@@ -4,7 +4,8 @@
 #   --build   only what building and running needs (Debian's wasm toolchain,
 #             wasm-bindgen, wasm-opt)
 #   --test    also what the test suite needs (chromium + chromedriver,
-#             sqlx-cli, docker-compose, busybox-static, nginx, pebble, bind9)
+#             sqlx-cli, docker-compose, busybox-static, nginx, pebble, bind9,
+#             PowerDNS, aiosmtpd)
 set -euo pipefail
 mode="${1:---build}"
 
@@ -19,8 +20,10 @@ if [ "$mode" = "--test" ]; then
   # busybox-static: the tests pack it into their own image (no registry here).
   # nginx: the proxy's nginx driver is tested against a private instance.
   # pebble (+ pebble-challtestsrv): the ACME CA the certificate tests use;
-  # bind9: the RFC 2136 server for DNS-01.
-  for p in chromium chromium-driver docker-compose busybox-static nginx pebble bind9; do
+  # bind9: the RFC 2136 server for DNS-01; pdns-server with its SQLite
+  # backend (+ sqlite3 to load the schema): the PowerDNS HTTP API provider.
+  for p in chromium chromium-driver docker-compose busybox-static nginx pebble bind9 \
+    pdns-server pdns-backend-sqlite3 sqlite3; do
     have_pkg "$p" || need_apt+=("$p")
   done
 fi

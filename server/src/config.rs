@@ -557,4 +557,36 @@ mod tests {
         let err = format!("{:#}", Config::load(&a).unwrap_err());
         assert!(err.contains("unknown field"), "{err}");
     }
+
+    #[test]
+    fn acme_flags_and_certificate_settings_are_checked() {
+        let mut a = args();
+        a.acme_directory = Some("http://ca.test/dir".into());
+        let err = format!("{:#}", Config::load(&a).unwrap_err());
+        assert!(err.contains("https://"), "{err}");
+        a.acme_directory = Some("https://ca.test/dir".into());
+        let c = Config::load(&a).unwrap();
+        assert_eq!(
+            c.certificates.acme_directory.as_deref(),
+            Some("https://ca.test/dir")
+        );
+        assert_eq!(c.certificates.self_test_port, 80);
+        assert_eq!(c.certificates.expiry_warning_days, 14);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, "[certificates]\nexpiry_warning_days = 0\n").unwrap();
+        let mut a = args();
+        a.config = Some(path.clone());
+        assert!(Config::load(&a).is_err());
+        std::fs::write(
+            &path,
+            "[certificates]\nself_test_port = 8080\nresolver = \"127.0.0.1:53\"\nprobe_interval_minutes = 30\n",
+        )
+        .unwrap();
+        let c = Config::load(&a).unwrap();
+        assert_eq!(c.certificates.self_test_port, 8080);
+        assert_eq!(c.certificates.probe_interval, Duration::from_secs(1800));
+        assert!(c.certificates.resolver.is_some());
+    }
 }

@@ -1384,3 +1384,53 @@ fn view(r: &sqlx::sqlite::SqliteRow, steps: Vec<IssuanceStep>) -> Certificate {
         created_at: crate::store::rfc3339(r.get("created_at")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_names_are_normalised_deduplicated_and_wildcards_need_dns01() {
+        let names = check_names(
+            &[
+                "Shop.Example.COM".into(),
+                "shop.example.com".into(),
+                "*.example.com".into(),
+            ],
+            ChallengeKind::Dns01,
+        )
+        .unwrap();
+        assert_eq!(names, ["shop.example.com", "*.example.com"]);
+        let field = |r: Result<Vec<String>, ApiError>| match r {
+            Err(ApiError::Invalid { field, .. }) => field.unwrap_or_default(),
+            other => panic!("expected a field error, got {other:?}"),
+        };
+        assert_eq!(
+            field(check_names(
+                &["*.example.com".into()],
+                ChallengeKind::Http01
+            )),
+            "domains[0]"
+        );
+        assert_eq!(
+            field(check_names(
+                &["a.example.com".into(), "x.*.example.com".into()],
+                ChallengeKind::Dns01
+            )),
+            "domains[1]"
+        );
+        assert_eq!(
+            field(check_names(&["10.0.0.1".into()], ChallengeKind::Http01)),
+            "domains[0]"
+        );
+        assert_eq!(field(check_names(&[], ChallengeKind::Http01)), "domains");
+    }
+
+    #[test]
+    fn eab_keys_decode_padded_or_not_and_garbage_is_refused() {
+        assert_eq!(acme::decode_hmac("YWJjZA").unwrap(), b"abcd");
+        assert_eq!(acme::decode_hmac("YWJjZA==").unwrap(), b"abcd");
+        assert!(acme::decode_hmac("not base64!").is_none());
+        assert!(acme::decode_hmac("").is_none());
+    }
+}

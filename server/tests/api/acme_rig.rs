@@ -293,3 +293,85 @@ zone "{zone}" {{
             .unwrap()
     }
 }
+
+/// A private PowerDNS Authoritative server for `berth.test` with its HTTP API
+/// on, backed by SQLite in a temporary directory.
+pub struct PowerDns {
+    _dir: tempfile::TempDir,
+    _proc: Proc,
+    pub dns: SocketAddr,
+    pub api_url: String,
+    pub api_key: String,
+}
+
+impl PowerDns {
+    pub async fn start() -> PowerDns {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let db = d.join("pdns.db");
+        let schema =
+            std::fs::read_to_string("/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql")
+                .expect("the PowerDNS SQLite schema (apt-get install pdns-backend-sqlite3)");
+        let status = Command::new("sqlite3")
+            .arg(&db)
+            .stdin(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(schema.as_bytes())?;
+                c.wait()
+            })
+            .expect("sqlite3 runs");
+        assert!(status.success());
+        let dns = SocketAddr::from(([127, 0, 0, 1], free_dns_port()));
+        let web = free_port();
+        let api_key = format!("key-{}", free_port());
+        std::fs::write(
+            d.join("pdns.conf"),
+            format!(
+                "launch=gsqlite3\ngsqlite3-database={db}\nlocal-address={dns}\napi=yes\napi-key={api_key}\n\
+                 webserver=yes\nwebserver-address=127.0.0.1\nwebserver-port={web}\nwebserver-allow-from=127.0.0.1\n\
+                 socket-dir={dir}\nguardian=no\ndaemon=no\ndisable-syslog=yes\n\
+                 cache-ttl=0\nnegquery-cache-ttl=0\nquery-cache-ttl=0\nzone-cache-refresh-interval=0\n",
+                db = db.display(),
+                dir = d.display(),
+            ),
+        )
+        .unwrap();
+        let created = Command::new("pdnsutil")
+            .arg(format!("--config-dir={}", d.display()))
+            .args(["create-zone", "berth.test", "ns1.berth.test"])
+            .output()
+            .expect("pdnsutil runs (apt-get install pdns-server)");
+        assert!(created.status.success(), "{created:?}");
+        let log = std::fs::File::create(d.join("pdns.log")).unwrap();
+        let child = Command::new("pdns_server")
+            .arg(format!("--config-dir={}", d.display()))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("pdns_server runs");
+        let pdns = PowerDns {
+            _dir: dir,
+            _proc: Proc(child),
+            dns,
+            api_url: format!("http://127.0.0.1:{web}"),
+            api_key,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let up = reqwest::Client::new()
+                .get(format!("{}/api/v1/servers/localhost", pdns.api_url))
+                .header("X-API-Key", &pdns.api_key)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if up {
+                break;
+            }
+            assert!(Instant::now() < deadline, "PowerDNS did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        pdns
+    }
+}

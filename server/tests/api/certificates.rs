@@ -1432,3 +1432,85 @@ async fn renewal_follows_the_cas_renewal_information_when_it_has_some() {
         second["fingerprint"].as_str().unwrap()
     );
 }
+
+#[tokio::test]
+async fn dns01_through_the_powerdns_http_api() {
+    let pdns = crate::acme_rig::PowerDns::start().await;
+    let port = free_port();
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: port,
+        validity_s: 0,
+        eab: None,
+        dns: Some(pdns.dns),
+    })
+    .await;
+    // The resolver berth checks propagation with: the PowerDNS server itself.
+    let rig = Rig::start(port, Some(pdns.dns)).await;
+    let echo = echo_server().await;
+    rig.use_ca(&pebble).await;
+    rig.domain("pdns.berth.test", echo.addr, false).await;
+
+    // A wrong API key is reported as such when the order runs.
+    rig.ok(
+        reqwest::Method::POST,
+        "/dns-providers",
+        Some(json!({
+            "name": "pdns-bad",
+            "config": { "kind": "powerdns", "api_url": pdns.api_url, "zone": "berth.test" },
+            "secret": "not-the-key",
+            "allow_internal": true,
+        })),
+    )
+    .await;
+    let bad = rig
+        .ok(
+            reqwest::Method::POST,
+            "/certificates",
+            Some(json!({ "domains": ["pdns.berth.test"], "challenge": "dns-01", "dns_provider": "pdns-bad" })),
+        )
+        .await;
+    let bad = rig.settled(bad["id"].as_str().unwrap()).await;
+    let why = bad["last_error"].as_str().unwrap();
+    assert!(
+        why.contains("API key") && !why.contains("not-the-key"),
+        "{why}"
+    );
+
+    rig.ok(
+        reqwest::Method::POST,
+        "/dns-providers",
+        Some(json!({
+            "name": "pdns",
+            "config": { "kind": "powerdns", "api_url": pdns.api_url, "zone": "berth.test" },
+            "secret": pdns.api_key,
+            "allow_internal": true,
+        })),
+    )
+    .await;
+    let c = rig
+        .ok(
+            reqwest::Method::POST,
+            "/certificates",
+            Some(
+                json!({ "domains": ["*.pdns.berth.test", "pdns.berth.test"], "challenge": "dns-01",
+                         "dns_provider": "pdns" }),
+            ),
+        )
+        .await;
+    let c = rig.settled(c["id"].as_str().unwrap()).await;
+    assert_eq!(c["state"], "valid", "{c:#}");
+    // Cleaned up afterwards.
+    assert!(
+        berth::certificates::dns::wire::txt(pdns.dns, "_acme-challenge.pdns.berth.test")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let client = tls_client(pebble.issuing_root().await, &["pdns.berth.test"], rig.https);
+    let r = client
+        .get(format!("https://pdns.berth.test:{}/", rig.https.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
