@@ -38,7 +38,10 @@ class Pebble:
         self.cert, key = f"{self.dir}/cert.pem", f"{self.dir}/key.pem"
         openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
                 "-keyout", key, "-out", self.cert, "-days", "2", "-subj", "/CN=localhost",
-                "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1")
+                "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                # A self-signed leaf, trusted as itself (webpki refuses a CA
+                # certificate presented as the server's own).
+                "-addext", "basicConstraints=critical,CA:FALSE")
         self.dns = f"127.0.0.1:{free_port()}"
         self.challtest = subprocess.Popen(
             ["pebble-challtestsrv", "-dns01", self.dns, "-http01", "", "-https01", "", "-tlsalpn01", "",
