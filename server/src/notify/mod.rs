@@ -241,15 +241,37 @@ impl Notifier {
     }
 }
 
+/// A webhook URL as the API shows it: scheme, host and port. Its path and
+/// query often are the credential (Slack, Discord), so they are write-only.
+fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.path() != "/" || u.query().is_some() => {
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!(
+                "{}://{}{port}/…",
+                u.scheme(),
+                u.host_str().unwrap_or_default()
+            )
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "…".into(),
+    }
+}
+
 fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("no notification channel {id}"))
 }
 
 fn view(r: &sqlx::sqlite::SqliteRow) -> Result<Channel, ApiError> {
+    let mut config: ChannelConfig =
+        serde_json::from_str(r.get::<&str, _>("config")).map_err(anyhow::Error::from)?;
+    if let ChannelConfig::Webhook { url } = &mut config {
+        *url = redact(url);
+    }
     Ok(Channel {
         id: r.get("id"),
         name: r.get("name"),
-        config: serde_json::from_str(r.get::<&str, _>("config")).map_err(anyhow::Error::from)?,
+        config,
         has_secret: r.get("has_secret"),
         allow_internal: r.get("allow_internal"),
         created_at: crate::store::rfc3339(r.get("created_at")),
@@ -330,4 +352,22 @@ fn validate(mut input: ChannelInput) -> Result<ChannelInput, ApiError> {
         }
     }
     Ok(input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_urls_are_shown_without_their_path_or_query() {
+        assert_eq!(
+            redact("https://hooks.slack.com/services/T0/B0/secret"),
+            "https://hooks.slack.com/…"
+        );
+        assert_eq!(
+            redact("http://10.0.0.5:8080/hook?token=x"),
+            "http://10.0.0.5:8080/…"
+        );
+        assert_eq!(redact("https://example.com/"), "https://example.com/");
+    }
 }

@@ -34,7 +34,12 @@ pub async fn post(
         let signature = hex::encode(mac.finalize().into_bytes());
         request = request.header("X-Berth-Signature", format!("sha256={signature}"));
     }
-    let response = request.body(body).send().await.map_err(|e| describe(&e))?;
+    // The URL's path may hold a token (Slack, Discord): never in errors.
+    let response = request
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| describe(&e.without_url()))?;
     let status = response.status();
     if status.is_success() {
         Ok(())

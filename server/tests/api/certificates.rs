@@ -562,6 +562,13 @@ async fn failures_say_what_to_fix_back_off_and_notify() {
                      "secret": "hook-secret", "allow_internal": true })),
     )
     .await;
+    // The URL's path is write-only (it is the credential of many webhooks).
+    let listed = rig
+        .ok(reqwest::Method::GET, "/notifications/channels", None)
+        .await;
+    assert_eq!(listed[0]["config"]["url"], format!("http://{hook}/…"));
+    assert_eq!(listed[0]["has_secret"], true);
+    assert!(!listed.to_string().contains("hook-secret"));
     rig.domain("fail.berth.test", echo.addr, false).await;
 
     // No EAB where the CA requires one.

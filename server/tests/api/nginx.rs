@@ -477,3 +477,114 @@ async fn nginx_serves_domains_rolls_back_a_refused_configuration_and_reports_dri
     .await;
     drop(nginx);
 }
+
+#[tokio::test]
+async fn an_acme_certificate_is_issued_through_nginx_and_served_by_it() {
+    use crate::acme_rig::{Pebble, PebbleOptions};
+    let nginx = PrivateNginx::start();
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: nginx.http.port(),
+        validity_s: 0,
+        eab: None,
+        dns: None,
+    })
+    .await;
+    let upstream = echo_server().await;
+    let config = nginx.driver_config();
+    let (port, resolver) = (nginx.http.port(), pebble.dns);
+    let app = spawn_with(move |c| {
+        c.proxy.driver = ProxyDriver::Nginx;
+        c.proxy.nginx = config;
+        c.certificates.self_test_port = port;
+        c.certificates.resolver = Some(resolver);
+    })
+    .await;
+    let csrf = app.setup().await;
+    let host = "tls.test.berth";
+    let (status, _) = send(
+        &app,
+        &csrf,
+        reqwest::Method::PUT,
+        "/acme",
+        Some(pebble.acme_settings()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, v) = send(
+        &app,
+        &csrf,
+        reqwest::Method::POST,
+        "/domains",
+        Some(
+            json!({ "host": host, "target": { "kind": "url", "url": format!("http://{upstream}") },
+                     "allow_private_upstream": true, "auto_certificate": false }),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    // nginx answers the challenge from the directory berth writes it to.
+    let (status, ordered) = send(
+        &app,
+        &csrf,
+        reqwest::Method::POST,
+        "/certificates",
+        Some(json!({ "domains": [host] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{ordered}");
+    let id = ordered["id"].as_str().unwrap().to_string();
+    let cert = until("the certificate", || async {
+        let (_, c) = send(
+            &app,
+            &csrf,
+            reqwest::Method::GET,
+            &format!("/certificates/{id}"),
+            None,
+        )
+        .await;
+        assert!(c["state"] != "failed", "{c:#}");
+        (c["state"] == "valid"
+            && c["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["step"] == "install"))
+        .then_some(c)
+    })
+    .await;
+    // Written for nginx as files, key readable by its owner only.
+    let folder = app.data_dir.path().join(format!("certs/berth-{id}"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(folder.join("privkey.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // nginx serves it over HTTPS, verified against pebble's root.
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(pebble.issuing_root().await)
+        .resolve(host, nginx.https)
+        .build()
+        .unwrap();
+    let r = until("nginx serving the certificate", || async {
+        client
+            .get(format!("https://{host}:{}/", nginx.https.port()))
+            .send()
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-upstream"], "echo");
+    assert_eq!(
+        domain_status(&app, host).await["certificate"]["state"],
+        "valid"
+    );
+    // The challenge files are gone.
+    let left = std::fs::read_dir(nginx.root().join("acme-challenge"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0);
+    let _ = cert;
+}
