@@ -74,6 +74,43 @@ impl Certificates {
         }
     }
 
+    /// The scheduler's attempt: decided again on a fresh read once the
+    /// certificate is ours, since an attempt from the API may have finished
+    /// (or moved the back-off) since the scheduler read its rows.
+    pub(super) async fn attempt_if_due(&self, id: &str) {
+        if !self
+            .busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string())
+        {
+            return;
+        }
+        let now = self.clock.now();
+        let due = match self.row(id).await {
+            Ok(r) => {
+                r.state != "retired"
+                    && r.retry_at.is_none_or(|t| t <= now)
+                    && (!r.has_chain
+                        || r.renew_at.is_some_and(|t| t <= now)
+                        || r.not_after.is_some_and(|t| t <= now))
+            }
+            Err(_) => false,
+        };
+        let outcome = if due {
+            self.attempt_inner(id).await
+        } else {
+            Ok(())
+        };
+        self.busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        if let Err(e) = outcome {
+            tracing::error!(certificate = %id, error = %e, "certificate attempt could not be recorded");
+        }
+    }
+
     pub(super) async fn attempt_inner(&self, id: &str) -> Result<(), ApiError> {
         use acme::Progress;
         let row = match self.row(id).await {
@@ -207,32 +244,39 @@ impl Certificates {
         not_before: i64,
         not_after: i64,
     ) -> (i64, &'static str, Option<i64>) {
-        if let Some(ari) = ari_id {
-            match acme::renewal_window(account, url, ari).await {
-                // A window already over for a certificate just issued would
-                // renew it again at once, forever: trust the lifetime instead.
-                Ok(Some((_, end, _))) if end <= self.clock.now() => {
-                    tracing::warn!(
-                        certificate = ari,
-                        "the CA's renewal window is already over; using two thirds of the lifetime"
-                    );
-                }
-                Ok(Some((start, end, retry))) => {
-                    return (
-                        schedule::in_window(start, end, &mut rand::thread_rng()),
-                        "ari",
-                        Some(self.clock.now() + schedule::ari_recheck(retry)),
-                    );
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "renewal information unavailable"),
+        let fallback = |check: Option<i64>| {
+            (
+                schedule::two_thirds(not_before, not_after, &mut rand::thread_rng()),
+                "two-thirds",
+                check,
+            )
+        };
+        let Some(ari) = ari_id else {
+            return fallback(None);
+        };
+        match acme::renewal_window(account, url, ari).await {
+            // A window already over for a certificate just issued would
+            // renew it again at once, forever: trust the lifetime now, and
+            // ask the CA again in an hour.
+            Ok(Some((_, end, _))) if end <= self.clock.now() => {
+                tracing::warn!(
+                    certificate = ari,
+                    "the CA's renewal window is already over; using two thirds of the lifetime"
+                );
+                fallback(Some(self.clock.now() + 3_600))
+            }
+            Ok(Some((start, end, retry))) => (
+                schedule::in_window(start, end, &mut rand::thread_rng()),
+                "ari",
+                Some(self.clock.now() + schedule::ari_recheck(retry)),
+            ),
+            // The CA has no renewal information.
+            Ok(None) => fallback(None),
+            Err(e) => {
+                tracing::warn!(error = %e, "renewal information unavailable");
+                fallback(Some(self.clock.now() + 3_600))
             }
         }
-        (
-            schedule::two_thirds(not_before, not_after, &mut rand::thread_rng()),
-            "two-thirds",
-            None,
-        )
     }
 
     pub(super) async fn record_failure(&self, row: &Stored, why: &str) -> Result<(), ApiError> {

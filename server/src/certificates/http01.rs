@@ -97,6 +97,14 @@ async fn check_one(
             "{name} does not resolve: add an A (or AAAA) record pointing to this server"
         ));
     }
+    // Loopback and private addresses are normal here (a host behind NAT);
+    // link-local and cloud metadata addresses are never fetched.
+    if let Some(why) = addrs
+        .iter()
+        .find_map(|ip| crate::outbound::refuse(*ip, true))
+    {
+        return Err(format!("{name}: {why}"));
+    }
     let url = format!("http://{name}:{port}/.well-known/acme-challenge/{token}");
     let mut last = String::new();
     for ip in &addrs {

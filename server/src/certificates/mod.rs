@@ -46,6 +46,9 @@ pub struct Certificates {
     busy: Mutex<HashSet<String>>,
     wake: tokio::sync::Notify,
     last_probe: std::sync::atomic::AtomicI64,
+    installing: tokio::sync::Mutex<()>,
+    /// One probe at a time (the schedule's and `POST /certificates/probes`).
+    probing: tokio::sync::Mutex<()>,
     /// What `install` parsed last time: id → (fingerprint, certificate).
     loaded: Mutex<std::collections::HashMap<String, (Option<String>, crate::proxy::certs::Loaded)>>,
 }
@@ -67,11 +70,12 @@ pub(super) struct Stored {
     ari_check_at: Option<i64>,
     failures: u32,
     retry_at: Option<i64>,
+    automatic: bool,
 }
 
 const ROW_COLUMNS: &str = "id, domains, source, challenge, dns_provider, key_type, state, \
     chain_pem IS NOT NULL AS has_chain, not_after, ari_id, renew_at, ari_check_at, failures, \
-    retry_at";
+    retry_at, automatic";
 
 fn decode_row(r: &sqlx::sqlite::SqliteRow) -> Stored {
     Stored {
@@ -89,6 +93,7 @@ fn decode_row(r: &sqlx::sqlite::SqliteRow) -> Stored {
         ari_check_at: r.get("ari_check_at"),
         failures: r.get::<i64, _>("failures") as u32,
         retry_at: r.get("retry_at"),
+        automatic: r.get("automatic"),
     }
 }
 
@@ -129,6 +134,8 @@ impl Certificates {
             wake: tokio::sync::Notify::new(),
             last_probe: std::sync::atomic::AtomicI64::new(0),
             loaded: Mutex::new(std::collections::HashMap::new()),
+            installing: tokio::sync::Mutex::new(()),
+            probing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -320,6 +327,10 @@ impl Certificates {
     /// certificates are kept by fingerprint, so a change costs one parse, not
     /// one per stored certificate.
     pub async fn install(&self) -> Result<(), String> {
+        // One at a time: two overlapping installs could finish in the wrong
+        // order (the older set live), or one could delete the nginx files
+        // the other just wrote.
+        let _one = self.installing.lock().await;
         let rows = sqlx::query(
             "SELECT id, fingerprint, chain_pem, key_sealed FROM certificates \
              WHERE chain_pem IS NOT NULL AND key_sealed IS NOT NULL",

@@ -127,6 +127,7 @@ impl Certificates {
     /// compares what is served with what the store expects, and notifies
     /// once per new problem.
     pub async fn probe(&self) -> Result<Vec<ProbeResult>, ApiError> {
+        let _one = self.probing.lock().await;
         let now = self.clock.now();
         self.last_probe
             .store(now, std::sync::atomic::Ordering::Relaxed);
@@ -151,12 +152,19 @@ impl Certificates {
         for host in &hosts {
             // The stored certificate the proxy should pick: the one covering
             // the host that is valid longest (the proxy's own rule).
-            let best = expected.iter().find(|r| {
-                serde_json::from_str::<Vec<String>>(r.get::<&str, _>("domains"))
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|n| pem::covers(n, host))
-            });
+            // The proxy's own choice: an exact name before a wildcard, then
+            // the one valid longest (rows come longest first).
+            let names_of = |r: &sqlx::sqlite::SqliteRow| {
+                serde_json::from_str::<Vec<String>>(r.get::<&str, _>("domains")).unwrap_or_default()
+            };
+            let best = expected
+                .iter()
+                .find(|r| names_of(r).iter().any(|n| n == host))
+                .or_else(|| {
+                    expected
+                        .iter()
+                        .find(|r| names_of(r).iter().any(|n| pem::covers(n, host)))
+                });
             let expected_id: Option<String> = best.map(|r| r.get("id"));
             let expected_fp: Option<String> = best.and_then(|r| r.get("fingerprint"));
             let (fp, not_after, status, detail) = match served(addr, host).await {

@@ -31,9 +31,16 @@ impl Certificates {
             let now = self.clock.now();
             let last = self.last_probe.load(std::sync::atomic::Ordering::Relaxed);
             if now - last >= self.config.probe_interval.as_secs() as i64 {
-                if let Err(e) = self.probe().await {
-                    tracing::warn!(error = %e, "expiry probe failed");
-                }
+                // In its own task: a probe of many slow hosts must not hold
+                // up renewals.
+                self.last_probe
+                    .store(now, std::sync::atomic::Ordering::Relaxed);
+                let me = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = me.probe().await {
+                        tracing::warn!(error = %e, "expiry probe failed");
+                    }
+                });
             }
             tokio::select! {
                 _ = self.wake.notified() => {}
@@ -65,9 +72,11 @@ impl Certificates {
                 if !auto {
                     continue;
                 }
-                let stored = rows.iter().any(|r| {
-                    r.state != "retired" && r.domains.iter().any(|n| pem::covers(n, host))
-                });
+                // A retired certificate for the host counts: it comes back
+                // into service below rather than being ordered again.
+                let stored = rows
+                    .iter()
+                    .any(|r| r.domains.iter().any(|n| pem::covers(n, host)));
                 let from_files = on_disk
                     .get(host)
                     .is_some_and(|l| !l.source.starts_with("berth:"));
@@ -107,8 +116,13 @@ impl Certificates {
                 continue;
             }
             if !row.has_chain {
-                // A first order (or its retry): the admin asked for it.
-                self.attempt(&row.id).await;
+                // An automatic order whose domain is gone stops retrying; one
+                // the admin placed keeps going until deleted.
+                if row.automatic && !wanted {
+                    self.set_state(&row.id, "retired").await?;
+                    continue;
+                }
+                self.attempt_if_due(&row.id).await;
                 continue;
             }
             let mut renew_at = row.renew_at;
@@ -127,7 +141,7 @@ impl Certificates {
                 self.set_state(&row.id, "retired").await?;
                 continue;
             }
-            self.attempt(&row.id).await;
+            self.attempt_if_due(&row.id).await;
         }
         Ok(())
     }
@@ -136,6 +150,12 @@ impl Certificates {
         let acme = self.acme_row().await.ok()??;
         let creds = serde_json::from_slice(acme.credentials.as_ref()?).ok()?;
         let account = acme.directory().restore(creds).await.ok()?;
+        let next_check = |at: Option<i64>| {
+            sqlx::query("UPDATE certificates SET ari_check_at = ? WHERE id = ?")
+                .bind(at)
+                .bind(&row.id)
+                .execute(&self.db)
+        };
         match acme::renewal_window(&account, &acme.directory_url, ari).await {
             Ok(Some((start, end, retry))) => {
                 let now = self.clock.now();
@@ -154,7 +174,17 @@ impl Certificates {
                 .await;
                 Some(at)
             }
-            _ => None,
+            // The CA has no renewal information (any more): stop asking.
+            Ok(None) => {
+                let _ = next_check(None).await;
+                None
+            }
+            // Unreachable now: ask again in an hour, not at every tick.
+            Err(e) => {
+                tracing::warn!(certificate = %row.id, error = %e, "renewal information unavailable");
+                let _ = next_check(Some(self.clock.now() + 3_600)).await;
+                None
+            }
         }
     }
 

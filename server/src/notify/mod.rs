@@ -10,7 +10,7 @@ mod webhook;
 
 use std::sync::Arc;
 
-use app::api::{Channel, ChannelConfig, ChannelInput, ChannelTest};
+use app::api::{Channel, ChannelConfig, ChannelInput, ChannelTest, SmtpSecurity};
 use serde::Serialize;
 use sqlx::{Row, SqlitePool};
 
@@ -316,7 +316,7 @@ fn validate(mut input: ChannelInput) -> Result<ChannelInput, ApiError> {
             username,
             from,
             to,
-            ..
+            security,
         } => {
             *host = host.trim().to_string();
             if host.is_empty() || host.contains(['/', ' ', '@']) {
@@ -342,6 +342,12 @@ fn validate(mut input: ChannelInput) -> Result<ChannelInput, ApiError> {
             }
             if username.as_deref().is_some_and(|u| u.trim().is_empty()) {
                 *username = None;
+            }
+            if username.is_some() && *security == SmtpSecurity::None && !input.allow_internal {
+                return Err(ApiError::invalid(
+                    "config.security",
+                    "a password is sent in clear text without TLS: only to a relay on a private network (allow_internal)",
+                ));
             }
             if username.is_some() && input.secret.is_none() {
                 return Err(ApiError::invalid(

@@ -292,6 +292,23 @@ async fn http01_issues_automatically_for_a_new_domain_and_the_proxy_serves_it() 
         "a retired certificate is not renewed"
     );
     assert!(after["last_attempt_at"] == cert["last_attempt_at"]);
+    // The domain comes back: the same certificate returns to service (and,
+    // being due, renews); nothing new is ordered.
+    rig.ok(
+        reqwest::Method::POST,
+        "/domains",
+        Some(json!({
+            "host": "shop.berth.test",
+            "target": { "kind": "url", "url": format!("http://{}", echo.addr) },
+            "allow_private_upstream": true,
+        })),
+    )
+    .await;
+    rig.app.state.certificates.tick().await;
+    let back = rig.changed(&id, "state", &json!("retired")).await;
+    assert_eq!(back["state"], "valid", "{back:#}");
+    let list = rig.ok(reqwest::Method::GET, "/certificates", None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list:#}");
 }
 
 #[tokio::test]
@@ -1018,6 +1035,11 @@ async fn bad_orders_and_channels_are_refused_naming_the_field() {
             json!({ "name": "e", "config": { "kind": "email", "host": "smtp.test", "port": 587, "security": "starttls",
                  "username": "u", "from": "a@b.test", "to": ["c@d.test"] } }),
             "secret",
+        ),
+        (
+            json!({ "name": "e", "config": { "kind": "email", "host": "smtp.test", "port": 25, "security": "none",
+                 "username": "u", "from": "a@b.test", "to": ["c@d.test"] }, "secret": "pw" }),
+            "config.security",
         ),
     ] {
         let r = rig
