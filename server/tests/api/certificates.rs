@@ -1543,3 +1543,77 @@ async fn dns01_through_the_powerdns_http_api() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn webhooks_follow_no_redirects_and_reach_private_addresses_only_when_allowed() {
+    let rig = Rig::start(free_port(), None).await;
+    // A receiver that answers every POST with a redirect to somewhere else.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirecting = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 65536];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/latest/meta-data\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .await;
+        }
+    });
+    let rig = &rig;
+    let add = |name: &'static str, url: String, internal: bool| {
+        let body = json!({ "name": name, "config": { "kind": "webhook", "url": url }, "allow_internal": internal });
+        async move {
+            rig.ok(reqwest::Method::POST, "/notifications/channels", Some(body))
+                .await
+        }
+    };
+    let redirect = add("redirect", format!("http://{redirecting}/hook"), true).await;
+    let test = rig
+        .ok(
+            reqwest::Method::POST,
+            &format!(
+                "/notifications/channels/{}/test",
+                redirect["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(test["delivered"], false);
+    assert!(
+        test["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not follow redirects"),
+        "{test}"
+    );
+
+    // A name that resolves to loopback, stored without allow_internal: the
+    // check at send time refuses it.
+    let (inbox, hook) = Inbox::start().await;
+    let named = add(
+        "named",
+        format!("http://localhost:{}/hook", hook.port()),
+        false,
+    )
+    .await;
+    let test = rig
+        .ok(
+            reqwest::Method::POST,
+            &format!(
+                "/notifications/channels/{}/test",
+                named["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(test["delivered"], false);
+    assert!(
+        test["error"].as_str().unwrap().contains("allow_internal"),
+        "{test}"
+    );
+    assert!(
+        inbox.events().is_empty(),
+        "nothing reached the private address"
+    );
+}
