@@ -2,8 +2,10 @@
 //! From a fresh start: read the setup token, finish the wizard, reach the
 //! dashboard, create an API token, log out, log in again, enrol a TOTP second
 //! factor, log in with a recovery code, recover from a CLI password reset;
-//! and create an app (a container on the real Docker engine), see it running
-//! and read its logs.
+//! create an app (a container on the real Docker engine), see it running and
+//! read its logs; add a domain; point berth at a real ACME CA (pebble), order
+//! a certificate and follow its steps live, see it served and probed, and
+//! send a test notification to a webhook.
 //! Every step leaves a screenshot in `e2e/screenshots/`; a passing run removes
 //! them, a failing run keeps them (as does BERTH_E2E_KEEP_SCREENSHOTS=1).
 
