@@ -54,30 +54,19 @@ impl Certificates {
         tokio::spawn(async move { me.attempt(&id).await });
     }
 
-    /// One issuance or renewal. Never two at once for one certificate.
+    /// One issuance or renewal, now. Never two at once for one certificate.
     pub async fn attempt(&self, id: &str) {
-        if !self
-            .busy
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string())
-        {
-            return;
-        }
-        let outcome = self.attempt_inner(id).await;
-        self.busy
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-        if let Err(e) = outcome {
-            tracing::error!(certificate = %id, error = %e, "certificate attempt could not be recorded");
-        }
+        self.claimed(id, false).await
     }
 
     /// The scheduler's attempt: decided again on a fresh read once the
     /// certificate is ours, since an attempt from the API may have finished
     /// (or moved the back-off) since the scheduler read its rows.
     pub(super) async fn attempt_if_due(&self, id: &str) {
+        self.claimed(id, true).await
+    }
+
+    async fn claimed(&self, id: &str, only_if_due: bool) {
         if !self
             .busy
             .lock()
@@ -87,16 +76,17 @@ impl Certificates {
             return;
         }
         let now = self.clock.now();
-        let due = match self.row(id).await {
-            Ok(r) => {
-                r.state != "retired"
-                    && r.retry_at.is_none_or(|t| t <= now)
-                    && (!r.has_chain
-                        || r.renew_at.is_some_and(|t| t <= now)
-                        || r.not_after.is_some_and(|t| t <= now))
-            }
-            Err(_) => false,
-        };
+        let due = !only_if_due
+            || match self.row(id).await {
+                Ok(r) => {
+                    r.state != "retired"
+                        && r.retry_at.is_none_or(|t| t <= now)
+                        && (!r.has_chain
+                            || r.renew_at.is_some_and(|t| t <= now)
+                            || r.not_after.is_some_and(|t| t <= now))
+                }
+                Err(_) => false,
+            };
         let outcome = if due {
             self.attempt_inner(id).await
         } else {
