@@ -61,6 +61,17 @@ pub async fn resolve(
     Ok(allowed)
 }
 
+/// What every client berth points at the outside starts from: redirects
+/// are not followed (a redirect could lead past the address checks), and
+/// requests say who sends them.
+pub fn builder(connect: Duration, total: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(connect)
+        .timeout(total)
+        .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+}
+
 /// A client for one request to `url`: pinned to checked addresses, no
 /// redirects followed, short timeouts.
 pub async fn client_for(
@@ -70,11 +81,7 @@ pub async fn client_for(
     let host = url.host_str().ok_or("the URL has no host")?;
     let port = url.port_or_known_default().ok_or("the URL has no port")?;
     let addrs = resolve(host, port, allow_internal).await?;
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(20))
-        .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")));
+    let mut builder = builder(Duration::from_secs(10), Duration::from_secs(20));
     if host.parse::<IpAddr>().is_err() {
         builder = builder.resolve_to_addrs(host, &addrs);
     }

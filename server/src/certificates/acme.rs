@@ -62,11 +62,8 @@ pub struct Directory {
 
 impl Directory {
     fn http(&self) -> anyhow::Result<Box<dyn HttpClient>> {
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")));
+        let mut builder =
+            crate::outbound::builder(Duration::from_secs(10), Duration::from_secs(60));
         if let Some(pem) = &self.extra_roots_pem {
             for cert in reqwest::Certificate::from_pem_bundle(pem.as_bytes())
                 .context("extra_roots_pem is not a PEM bundle")?

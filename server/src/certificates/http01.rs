@@ -108,10 +108,7 @@ async fn check_one(
     let url = format!("http://{name}:{port}/.well-known/acme-challenge/{token}");
     let mut last = String::new();
     for ip in &addrs {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
+        let client = crate::outbound::builder(Duration::from_secs(5), Duration::from_secs(10))
             .resolve(name, SocketAddr::new(*ip, port))
             .build()
             .map_err(|e| e.to_string())?;

@@ -211,12 +211,7 @@ impl Proxy {
                 .into_iter()
                 .find(|a| a.port() == self.shared.https_port.load(Ordering::Relaxed)),
         };
-        addr.map(|mut a| {
-            if a.ip().is_unspecified() {
-                a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            a
-        })
+        addr.map(reachable)
     }
 
     /// Tells who listens (the certificates service) that the set of domains
@@ -631,16 +626,22 @@ impl Proxy {
                 .copied()
                 .filter(|_| self.config.http.is_some()),
         };
-        let Some(mut addr) = target else {
+        let Some(addr) = target else {
             return Err(ApiError::Conflict(
                 "the proxy has no plain HTTP listener to test through".into(),
             ));
         };
-        if addr.ip().is_unspecified() {
-            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        Ok(probe(addr, &host, path).await)
+        Ok(probe(reachable(addr), &host, path).await)
     }
+}
+
+/// A listening address as this host reaches it: a wildcard bind (0.0.0.0)
+/// is connected to on loopback.
+fn reachable(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    addr
 }
 
 /// One request over a fresh connection, with the given Host.
