@@ -167,13 +167,7 @@ async fn a_fresh_berth_is_set_up_and_used_through_the_browser() {
     let data = tempfile::tempdir().unwrap();
     // A real ACME CA on loopback; berth's proxy listens where it validates.
     let http_port = acme_rig::free_port();
-    let pebble = acme_rig::Pebble::start(acme_rig::PebbleOptions {
-        http_port,
-        validity_s: 0,
-        eab: None,
-        dns: None,
-    })
-    .await;
+    let pebble = acme_rig::Pebble::start(acme_rig::PebbleOptions::http(http_port)).await;
     let mut config = Config::for_tests(data.path());
     config.site_dir = site;
     config.proxy.http = Some(std::net::SocketAddr::from(([127, 0, 0, 1], http_port)));

@@ -50,6 +50,19 @@ pub struct PebbleOptions {
     pub dns: Option<SocketAddr>,
 }
 
+impl PebbleOptions {
+    /// Validating HTTP-01 on `http_port`, 5-year certificates, no EAB,
+    /// names answered by pebble's own challtestsrv.
+    pub fn http(http_port: u16) -> PebbleOptions {
+        PebbleOptions {
+            http_port,
+            validity_s: 0,
+            eab: None,
+            dns: None,
+        }
+    }
+}
+
 pub struct Pebble {
     _dir: tempfile::TempDir,
     _pebble: Proc,

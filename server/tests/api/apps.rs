@@ -26,14 +26,7 @@ async fn send(
     csrf: &str,
     body: Option<Value>,
 ) -> reqwest::Response {
-    let mut req = app
-        .client
-        .request(method, app.api(path))
-        .header("X-CSRF-Token", csrf);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    req.send().await.unwrap()
+    app.send(method, path, csrf, body).await
 }
 
 async fn json_of(r: reqwest::Response) -> Value {

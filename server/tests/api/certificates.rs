@@ -51,15 +51,7 @@ impl Rig {
         path: &str,
         body: Option<Value>,
     ) -> reqwest::Response {
-        let mut req = self
-            .app
-            .client
-            .request(method, self.app.api(path))
-            .header("X-CSRF-Token", &self.csrf);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        req.send().await.unwrap()
+        self.app.send(method, path, &self.csrf, body).await
     }
 
     async fn ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -157,13 +149,7 @@ fn fingerprint(der: &[u8]) -> String {
 #[tokio::test]
 async fn http01_issues_automatically_for_a_new_domain_and_the_proxy_serves_it() {
     let port = free_port();
-    let pebble = Pebble::start(PebbleOptions {
-        http_port: port,
-        validity_s: 0,
-        eab: None,
-        dns: None,
-    })
-    .await;
+    let pebble = Pebble::start(PebbleOptions::http(port)).await;
     let rig = Rig::start(port, Some(pebble.dns)).await;
     let echo = echo_server().await;
     rig.use_ca(&pebble).await;
@@ -315,10 +301,8 @@ async fn http01_issues_automatically_for_a_new_domain_and_the_proxy_serves_it() 
 async fn a_short_lived_certificate_renews_at_two_thirds_and_the_new_one_goes_live() {
     let port = free_port();
     let pebble = Pebble::start(PebbleOptions {
-        http_port: port,
         validity_s: 600,
-        eab: None,
-        dns: None,
+        ..PebbleOptions::http(port)
     })
     .await;
     let rig = Rig::start(port, Some(pebble.dns)).await;
@@ -396,10 +380,8 @@ async fn dns01_issues_a_wildcard_through_rfc2136_with_tsig_and_cleans_up() {
     let named = Named::start().await;
     let port = free_port();
     let pebble = Pebble::start(PebbleOptions {
-        http_port: port,
-        validity_s: 0,
-        eab: None,
         dns: Some(named.addr),
+        ..PebbleOptions::http(port)
     })
     .await;
     let rig = Rig::start(port, None).await;
@@ -560,13 +542,11 @@ async fn failures_say_what_to_fix_back_off_and_notify() {
     let port = free_port();
     // pebble validates on a port where nothing listens.
     let pebble = Pebble::start(PebbleOptions {
-        http_port: free_port(),
-        validity_s: 0,
         eab: Some((
             "kid-1".into(),
             "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W".into(),
         )),
-        dns: None,
+        ..PebbleOptions::http(free_port())
     })
     .await;
     let rig = Rig::start(port, Some(pebble.dns)).await;
@@ -716,13 +696,7 @@ async fn failures_say_what_to_fix_back_off_and_notify() {
 #[tokio::test]
 async fn the_self_test_stops_an_order_before_the_ca_is_asked() {
     let port = free_port();
-    let pebble = Pebble::start(PebbleOptions {
-        http_port: port,
-        validity_s: 0,
-        eab: None,
-        dns: None,
-    })
-    .await;
+    let pebble = Pebble::start(PebbleOptions::http(port)).await;
     // The self-test checks a port where nothing listens (as when port 80 is
     // closed by a firewall).
     let closed = free_port();
@@ -770,13 +744,7 @@ async fn the_self_test_stops_an_order_before_the_ca_is_asked() {
 #[tokio::test]
 async fn an_unreachable_ca_is_named_in_the_error_and_retried() {
     let port = free_port();
-    let pebble = Pebble::start(PebbleOptions {
-        http_port: port,
-        validity_s: 0,
-        eab: None,
-        dns: None,
-    })
-    .await;
+    let pebble = Pebble::start(PebbleOptions::http(port)).await;
     let rig = Rig::start(port, Some(pebble.dns)).await;
     let echo = echo_server().await;
     let mut settings = pebble.acme_settings();
@@ -1196,13 +1164,7 @@ async fn an_email_channel_delivers_through_a_real_smtp_server() {
 #[tokio::test]
 async fn the_panel_domain_from_the_wizard_gets_its_certificate_on_the_admin_listener() {
     let port = free_port();
-    let pebble = Pebble::start(PebbleOptions {
-        http_port: port,
-        validity_s: 0,
-        eab: None,
-        dns: None,
-    })
-    .await;
+    let pebble = Pebble::start(PebbleOptions::http(port)).await;
     let app = spawn_with(|c| {
         c.tls = berth::config::Tls::SelfSigned;
         c.proxy.http = Some(SocketAddr::from(([127, 0, 0, 1], port)));
@@ -1395,13 +1357,7 @@ async fn ari_front(pebble: &Pebble, window: (i64, i64)) -> AriFront {
 #[tokio::test]
 async fn renewal_follows_the_cas_renewal_information_when_it_has_some() {
     let port = free_port();
-    let pebble = Pebble::start(PebbleOptions {
-        http_port: port,
-        validity_s: 0,
-        eab: None,
-        dns: None,
-    })
-    .await;
+    let pebble = Pebble::start(PebbleOptions::http(port)).await;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let window = (now + 3_600, now + 7_200);
     let front = ari_front(&pebble, window).await;
@@ -1467,10 +1423,8 @@ async fn dns01_through_the_powerdns_http_api() {
     let pdns = crate::acme_rig::PowerDns::start().await;
     let port = free_port();
     let pebble = Pebble::start(PebbleOptions {
-        http_port: port,
-        validity_s: 0,
-        eab: None,
         dns: Some(pdns.dns),
+        ..PebbleOptions::http(port)
     })
     .await;
     // The resolver berth checks propagation with: the PowerDNS server itself.

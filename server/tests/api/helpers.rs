@@ -104,6 +104,25 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Any method, with the session cookie, the CSRF header and an optional
+    /// JSON body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        csrf: &str,
+        body: Option<Value>,
+    ) -> Response {
+        let mut req = self
+            .client
+            .request(method, self.api(path))
+            .header("X-CSRF-Token", csrf);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> Response {
         self.client.get(self.api(path)).send().await.unwrap()
     }

@@ -4,8 +4,6 @@
 //! test checks what nginx serves, a refused configuration rolled back, and
 //! drift between the store and the files.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,14 +11,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth::config::{NginxConfig, ProxyDriver};
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_with, TestApp};
+use crate::proxy::echo_server;
 
 /// A loopback address nothing listens on now (bound, then released).
 fn free_address() -> SocketAddr {
@@ -146,44 +141,6 @@ impl Drop for PrivateNginx {
     }
 }
 
-/// An HTTP upstream on loopback answering every request with what it got
-/// (method, path, query, headers) as JSON.
-async fn echo_server() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(|req: hyper::Request<Incoming>| async move {
-                        let headers: HashMap<String, String> = req
-                            .headers()
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-                            .collect();
-                        let body = json!({
-                            "method": req.method().as_str(),
-                            "path": req.uri().path(),
-                            "query": req.uri().query().unwrap_or(""),
-                            "headers": headers,
-                        });
-                        Ok::<_, Infallible>(
-                            hyper::Response::builder()
-                                .header("content-type", "application/json")
-                                .header("x-upstream", "echo")
-                                .body(Full::new(Bytes::from(body.to_string())))
-                                .unwrap(),
-                        )
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
 /// Retries `attempt` until it gives `Some` (a reload takes effect when
 /// nginx's new workers have started), for at most 10 s.
 async fn until<T, F: Future<Output = Option<T>>>(what: &str, mut attempt: impl FnMut() -> F) -> T {
@@ -204,14 +161,7 @@ async fn send(
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut req = app
-        .client
-        .request(method, app.api(path))
-        .header("X-CSRF-Token", csrf);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
+    let r = app.send(method, path, csrf, body).await;
     let status = r.status();
     let text = r.text().await.unwrap();
     (
@@ -250,7 +200,7 @@ fn write_certificate(app: &TestApp, host: &str) -> String {
 #[tokio::test]
 async fn nginx_serves_domains_rolls_back_a_refused_configuration_and_reports_drift() {
     let nginx = PrivateNginx::start();
-    let upstream = echo_server().await;
+    let upstream = echo_server().await.addr;
     let config = nginx.driver_config();
     let app = spawn_with(move |c| {
         c.proxy.driver = ProxyDriver::Nginx;
@@ -482,14 +432,8 @@ async fn nginx_serves_domains_rolls_back_a_refused_configuration_and_reports_dri
 async fn an_acme_certificate_is_issued_through_nginx_and_served_by_it() {
     use crate::acme_rig::{Pebble, PebbleOptions};
     let nginx = PrivateNginx::start();
-    let pebble = Pebble::start(PebbleOptions {
-        http_port: nginx.http.port(),
-        validity_s: 0,
-        eab: None,
-        dns: None,
-    })
-    .await;
-    let upstream = echo_server().await;
+    let pebble = Pebble::start(PebbleOptions::http(nginx.http.port())).await;
+    let upstream = echo_server().await.addr;
     let config = nginx.driver_config();
     let (port, resolver) = (nginx.http.port(), pebble.dns);
     let app = spawn_with(move |c| {

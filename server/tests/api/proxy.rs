@@ -134,15 +134,7 @@ impl Rig {
         path: &str,
         body: Option<Value>,
     ) -> reqwest::Response {
-        let mut req = self
-            .app
-            .client
-            .request(method, self.app.api(path))
-            .header("X-CSRF-Token", &self.csrf);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        req.send().await.unwrap()
+        self.app.send(method, path, &self.csrf, body).await
     }
 
     async fn create(&self, body: Value) -> Value {
