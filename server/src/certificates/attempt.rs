@@ -39,10 +39,6 @@ impl acme::Progress for StepLog {
 impl Certificates {
     /// Whether an issuance or renewal of `id` is running now.
     pub fn is_attempting(&self, id: &str) -> bool {
-        self.is_busy(id)
-    }
-
-    pub(super) fn is_busy(&self, id: &str) -> bool {
         self.busy
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -77,6 +77,13 @@ const ROW_COLUMNS: &str = "id, domains, source, challenge, dns_provider, key_typ
     chain_pem IS NOT NULL AS has_chain, not_after, ari_id, renew_at, ari_check_at, failures, \
     retry_at, automatic";
 
+/// What `view` reads: everything but the chain and the sealed key, which a
+/// listing has no use for.
+const VIEW_COLUMNS: &str =
+    "id, domains, source, challenge, dns_provider, key_type, state, issuer, \
+    serial, not_before, not_after, fingerprint, renew_at, renew_reason, retry_at, last_attempt_at, \
+    last_error, failures, automatic, created_at";
+
 fn decode_row(r: &sqlx::sqlite::SqliteRow) -> Stored {
     Stored {
         id: r.get("id"),
@@ -165,18 +172,22 @@ impl Certificates {
     }
 
     pub async fn list(&self) -> Result<Vec<Certificate>, ApiError> {
-        let rows = sqlx::query("SELECT * FROM certificates ORDER BY created_at, id")
-            .fetch_all(&self.db)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {VIEW_COLUMNS} FROM certificates ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.db)
+        .await?;
         Ok(rows.iter().map(|r| view(r, Vec::new())).collect())
     }
 
     pub async fn get(&self, id: &str) -> Result<Certificate, ApiError> {
-        let r = sqlx::query("SELECT * FROM certificates WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.db)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no certificate {id}")))?;
+        let r = sqlx::query(&format!(
+            "SELECT {VIEW_COLUMNS} FROM certificates WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.db)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no certificate {id}")))?;
         let steps = sqlx::query(
             "SELECT at, step, status, detail FROM certificate_steps WHERE certificate_id = ? ORDER BY id",
         )
@@ -259,7 +270,7 @@ impl Certificates {
                 "an uploaded certificate cannot be renewed by berth: upload its successor".into(),
             ));
         }
-        if self.is_busy(id) {
+        if self.is_attempting(id) {
             return Err(ApiError::Conflict(
                 "an attempt for this certificate is under way".into(),
             ));

@@ -112,7 +112,7 @@ impl Certificates {
                 }
                 continue;
             }
-            if !configured || self.is_busy(&row.id) || row.retry_at.is_some_and(|t| t > now) {
+            if !configured || self.is_attempting(&row.id) || row.retry_at.is_some_and(|t| t > now) {
                 continue;
             }
             if !row.has_chain {
