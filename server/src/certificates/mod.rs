@@ -212,8 +212,11 @@ impl Certificates {
     /// steps as they happen.
     pub async fn order(self: &Arc<Self>, req: OrderRequest) -> Result<Certificate, ApiError> {
         let id = self.insert_order(req, false).await?;
-        self.start(id.clone());
-        self.get(&id).await
+        // The answer is the order as accepted: read before the attempt starts,
+        // so it says `pending` rather than whatever step the race reached.
+        let accepted = self.get(&id).await?;
+        self.start(id);
+        Ok(accepted)
     }
 
     pub(super) async fn insert_order(
