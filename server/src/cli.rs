@@ -1,4 +1,5 @@
-//! The command line: `serve`, `config check`, `admin reset-password`.
+//! The command line: `serve`, `config check`, `admin reset-password`,
+//! `secrets rotate-key`, `secrets recover`.
 
 use std::time::Duration;
 
@@ -33,6 +34,38 @@ pub enum Command {
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// Key management for the sealed secrets, against the data dir (safe
+    /// while berth runs: each step is one transaction).
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Re-encrypt every secret under a new data key, in one transaction;
+    /// with `--master`, also replace the master key.
+    RotateKey {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Also replace the master key (the old one stops opening this data dir).
+        #[arg(long)]
+        master: bool,
+        /// Where to write the new master key when it comes from BERTH_MASTER_KEY
+        /// (a new file, mode 0600); a key file is replaced in place.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Restore access with the recovery key (read from standard input) after
+    /// the master key is lost: a new master key is written.
+    Recover {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Where to write the new master key when it comes from BERTH_MASTER_KEY.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
 }
 
@@ -74,6 +107,62 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = reset_password(&config, disable_totp).await?;
             println!("New one-time password for the admin: {password}");
             println!("Log in with it; berth then asks for a new password before anything else.");
+            Ok(())
+        }
+        Command::Secrets { command } => secrets(command).await,
+    }
+}
+
+async fn secrets(command: SecretsCommand) -> anyhow::Result<()> {
+    use crate::secrets::keyring;
+    match command {
+        SecretsCommand::RotateKey {
+            config,
+            master,
+            out,
+        } => {
+            let config = Config::load(&config)?;
+            crate::telemetry::init(config.log_format);
+            let db = open_data_dir(&config).await?;
+            let keys = keyring::open(&db, &config.master_key).await?;
+            let swap = if master {
+                Some(keyring::MasterSwap::prepare(&config.master_key, out.as_deref())?)
+            } else {
+                None
+            };
+            let (count, path) = crate::secrets::rotate_keys(&db, &keys, swap).await?;
+            audit::record(
+                &db,
+                Event::new("cli", None, "secrets.rotate_key", Outcome::Success)
+                    .detail(serde_json::json!({ "secrets": count, "master": master })),
+            )
+            .await?;
+            db.close().await;
+            println!("Re-encrypted {count} secret(s) under a new data key.");
+            if let Some(path) = path {
+                println!("The new master key is in {}.", path.display());
+                if config.master_key == crate::config::MasterKeySource::Environment {
+                    println!("Put its content in BERTH_MASTER_KEY before berth starts again.");
+                }
+            }
+            Ok(())
+        }
+        SecretsCommand::Recover { config, out } => {
+            let config = Config::load(&config)?;
+            crate::telemetry::init(config.log_format);
+            let mut identity = zeroize::Zeroizing::new(String::new());
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut identity)
+                .context("Failed to read the recovery key from standard input")?;
+            let db = open_data_dir(&config).await?;
+            let path = keyring::recover(&db, &identity, &config.master_key, out.as_deref()).await?;
+            audit::record(
+                &db,
+                Event::new("cli", None, "secrets.recover", Outcome::Success),
+            )
+            .await?;
+            db.close().await;
+            println!("Recovered: a new master key is in {}.", path.display());
+            println!("The recovery key still works; make a new one in the panel if it was exposed.");
             Ok(())
         }
     }

@@ -66,6 +66,11 @@ pub struct ConfigArgs {
     /// PEM file of extra roots trusted for the ACME CA's own HTTPS.
     #[arg(long, env = "BERTH_ACME_CA_FILE")]
     pub acme_ca_file: Option<PathBuf>,
+    /// The master key's file, for hosts that keep it off the data dir
+    /// (default: `<data-dir>/master.key`). `BERTH_MASTER_KEY` (hex or base64
+    /// of 32 bytes) supplies the key itself instead.
+    #[arg(long, env = "BERTH_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// The file form of the configuration. Unknown keys are an error, so a typo
@@ -88,6 +93,7 @@ struct FileConfig {
     bind_roots: Option<Vec<PathBuf>>,
     proxy: Option<FileProxy>,
     certificates: Option<FileCertificates>,
+    master_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -324,7 +330,22 @@ pub struct Config {
     pub bind_roots: Vec<PathBuf>,
     pub proxy: ProxyConfig,
     pub certificates: CertificatesConfig,
+    /// Where the master key comes from.
+    pub master_key: MasterKeySource,
 }
+
+/// The master key wraps the key ring in the store; it is the one secret
+/// berth cannot keep in its own database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterKeySource {
+    /// A file of 32 raw bytes (or their hex/base64), mode 0600.
+    File(PathBuf),
+    /// `BERTH_MASTER_KEY`: hex or base64 of 32 bytes.
+    Environment,
+}
+
+/// The variable that supplies the master key itself.
+pub const MASTER_KEY_ENV: &str = "BERTH_MASTER_KEY";
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
 
@@ -432,7 +453,16 @@ impl Config {
 
         let proxy = ProxyConfig::load(args, file.proxy, &data_dir)?;
         let certificates = CertificatesConfig::load(args, file.certificates)?;
+        let master_key = match (args.master_key_file.clone().or(file.master_key_file), std::env::var_os(MASTER_KEY_ENV)) {
+            (Some(_), Some(_)) => bail!(
+                "{MASTER_KEY_ENV} and master_key_file cannot be used together: choose one"
+            ),
+            (Some(path), None) => MasterKeySource::File(path),
+            (None, Some(_)) => MasterKeySource::Environment,
+            (None, None) => MasterKeySource::File(data_dir.join("master.key")),
+        };
         Ok(Config {
+            master_key,
             proxy,
             certificates,
             docker_host,
@@ -471,6 +501,7 @@ impl Config {
             bind_roots: Vec::new(),
             proxy: ProxyConfig::for_tests(data_dir),
             certificates: CertificatesConfig::for_tests(),
+            master_key: MasterKeySource::File(data_dir.join("master.key")),
         }
     }
 }

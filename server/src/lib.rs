@@ -18,6 +18,7 @@ pub mod http;
 pub mod notify;
 pub mod outbound;
 pub mod proxy;
+pub mod secrets;
 pub mod settings;
 pub mod setup;
 pub mod startup;

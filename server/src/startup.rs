@@ -27,6 +27,7 @@ use crate::tokens::TokenSigner;
 pub struct AppState {
     pub db: SqlitePool,
     pub apps: Arc<crate::apps::Apps>,
+    pub secrets: Arc<crate::secrets::Secrets>,
     pub proxy: Arc<crate::proxy::Proxy>,
     pub certificates: Arc<crate::certificates::Certificates>,
     pub notifier: Arc<crate::notify::Notifier>,
@@ -76,7 +77,12 @@ impl Application {
         let _ = rustls::crypto::ring::default_provider().install_default();
 
         let db = open_data_dir(&config).await?;
-        let keys = Keys::load_or_create(&config.data_dir)?;
+        let keys = Arc::new(crate::secrets::keyring::open(&db, &config.master_key).await?);
+        let secrets = Arc::new(crate::secrets::Secrets::new(
+            db.clone(),
+            keys.clone(),
+            config.master_key.clone(),
+        ));
         let setup = SetupGate::prepare(&db, &config.data_dir).await?;
 
         let sessions = SqliteStore::new(db.clone());
@@ -93,6 +99,7 @@ impl Application {
             db.clone(),
             engine,
             config.bind_roots.clone(),
+            secrets.clone(),
         ));
         // Follows Docker's events for the life of the process; resumes applies
         // a crash interrupted.
@@ -124,7 +131,6 @@ impl Application {
             None => None,
         };
 
-        let keys = Arc::new(keys);
         let notifier = Arc::new(crate::notify::Notifier::new(db.clone(), keys.clone()));
         let certificates = Arc::new(crate::certificates::Certificates::new(
             db.clone(),
@@ -141,6 +147,7 @@ impl Application {
 
         let state = AppState {
             apps,
+            secrets,
             proxy,
             certificates,
             notifier,

@@ -75,6 +75,15 @@ pub struct AppSpec {
     /// Never stored or returned.
     #[serde(default, skip_serializing)]
     pub confirm_password: Option<String>,
+    /// Shared secret groups whose secrets this app gets, lowest precedence
+    /// first: a later group wins over an earlier one, and the app's own
+    /// secrets win over every group (and secrets over plain `env`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_groups: Vec<String>,
+    /// Redeploy the app by itself when one of its secrets changes (off:
+    /// the app is marked as needing a redeploy, and the admin applies it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redeploy_on_secret_change: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,6 +280,10 @@ pub struct App {
     pub stack: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// The container was made from other settings or secrets than the ones
+    /// stored now: a redeploy (apply) brings them in. `reasons` says which.
+    #[serde(default)]
+    pub needs_redeploy: bool,
 }
 
 /// The app's container as the engine reports it.

@@ -99,6 +99,24 @@ pub struct SessionInfo {
     pub csrf_token: String,
 }
 
+/// Returned by setup: the session, and the recovery key, shown this once.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct SetupComplete {
+    pub username: String,
+    pub csrf_token: String,
+    /// Opens this berth's sealed secrets if `master.key` is ever lost
+    /// (`berth secrets recover`). berth keeps only its public half: store
+    /// it off this host now; it is not shown again.
+    pub recovery_key: String,
+}
+
+impl std::fmt::Debug for SetupComplete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SetupComplete({}, [redacted])", self.username)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Me {
@@ -238,3 +256,6 @@ mod domains;
 pub use domains::*;
 mod certificates;
 pub use certificates::*;
+pub mod dotenv;
+mod secrets;
+pub use secrets::*;

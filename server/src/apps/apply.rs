@@ -23,6 +23,8 @@ pub struct Target<'a> {
     pub stack: Option<&'a str>,
     pub current: Option<&'a Observed>,
     pub strays: &'a [Observed],
+    /// Decrypted secrets for the environment of a new container.
+    pub secrets: &'a crate::secrets::Injected,
 }
 
 /// Runs `actions` in order; returns the steps done before any failure.
@@ -56,7 +58,7 @@ pub async fn execute(
                     .await
                     .map_err(|e| say("preparing networks and volumes", e))?;
                 let id = engine
-                    .create(t.spec, t.hash, t.stack, &t.spec.name)
+                    .create(t.spec, t.hash, t.stack, &t.spec.name, t.secrets)
                     .await
                     .map_err(|e| say("creating the container", e))?;
                 created = Some(id);
@@ -103,7 +105,7 @@ async fn recreate(engine: &Engine, t: &Target<'_>) -> Result<(), StepError> {
         .map_err(|e| say("preparing networks and volumes", e))?;
     let next_name = format!("{}{NEXT_SUFFIX}", t.spec.name);
     let new_id = engine
-        .create(t.spec, t.hash, t.stack, &next_name)
+        .create(t.spec, t.hash, t.stack, &next_name, t.secrets)
         .await
         .map_err(|e| say("creating the new container (the old one still runs)", e))?;
 

@@ -2,7 +2,7 @@
 //! the engine's create body and the engine's answers back into `Observed`,
 //! and nothing else: decisions live in `plan`, sequencing in `apply`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use app::api::{AppSpec, Protocol, RestartPolicy};
@@ -22,6 +22,9 @@ pub const LABEL_MANAGED: &str = "berth.managed";
 pub const LABEL_APP: &str = "berth.app";
 pub const LABEL_STACK: &str = "berth.stack";
 pub const LABEL_HASH: &str = "berth.spec-hash";
+/// The secrets a container was created with, as `NAME@revision,…` (never
+/// values): how berth knows who needs a redeploy, and what to mask.
+pub const LABEL_SECRETS: &str = "berth.secrets";
 
 /// Seconds a container gets between SIGTERM and SIGKILL when berth stops it.
 pub const STOP_TIMEOUT_S: i32 = 10;
@@ -80,6 +83,8 @@ pub struct Observed {
     pub id: String,
     pub name: String,
     pub spec_hash: Option<String>,
+    /// The `berth.secrets` stamp; empty when it has none.
+    pub secrets_stamp: String,
     /// Docker's state word: created, running, restarting, exited, paused, dead.
     pub state: String,
     pub running: bool,
@@ -217,6 +222,39 @@ impl Engine {
         Ok(observed_from(c))
     }
 
+    /// The container's environment with the values of the secrets named in
+    /// its `berth.secrets` label left out.
+    pub async fn masked_env(&self, id: &str) -> EngineResult<Vec<app::api::EnvEntry>> {
+        let c = self
+            .docker()?
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await?;
+        let config = c.config.unwrap_or_default();
+        let stamp = config
+            .labels
+            .unwrap_or_default()
+            .remove(LABEL_SECRETS)
+            .unwrap_or_default();
+        let secret: BTreeSet<&str> = stamp
+            .split(',')
+            .filter_map(|p| p.split_once('@').map(|(n, _)| n))
+            .collect();
+        Ok(config
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .map(|line| {
+                let (name, value) = line.split_once('=').unwrap_or((&line, ""));
+                let is_secret = secret.contains(name);
+                app::api::EnvEntry {
+                    name: name.to_string(),
+                    value: (!is_secret).then(|| value.to_string()),
+                    secret: is_secret,
+                }
+            })
+            .collect())
+    }
+
     /// A container by exact name, whoever created it.
     pub async fn container_by_name(
         &self,
@@ -305,8 +343,9 @@ impl Engine {
         hash: &str,
         stack: Option<&str>,
         container_name: &str,
+        secrets: &crate::secrets::Injected,
     ) -> EngineResult<String> {
-        let body = create_body(spec, hash, stack);
+        let body = create_body(spec, hash, stack, secrets);
         let created = self
             .docker()?
             .create_container(
@@ -444,6 +483,9 @@ pub fn config_hash(spec: &AppSpec, stack: Option<&str>) -> String {
     relevant.state = Default::default();
     relevant.allow.clear();
     relevant.confirm_password = None;
+    // Which secrets a container has is tracked by its own label.
+    relevant.secret_groups.clear();
+    relevant.redeploy_on_secret_change = false;
     let json = serde_json::to_vec(&(relevant, stack)).unwrap_or_default();
     hex::encode(&Sha256::digest(&json)[..16])
 }
@@ -492,7 +534,14 @@ pub fn expected_mutable(spec: &AppSpec) -> (i64, i64, i64, String, BTreeSet<Stri
     )
 }
 
-pub fn create_body(spec: &AppSpec, hash: &str, stack: Option<&str>) -> ContainerCreateBody {
+/// The container to create. Secrets override plain `env` entries of the same
+/// name; the body holds their values, so it is never logged.
+pub fn create_body(
+    spec: &AppSpec,
+    hash: &str,
+    stack: Option<&str>,
+    secrets: &crate::secrets::Injected,
+) -> ContainerCreateBody {
     let mut labels: HashMap<String, String> = spec
         .labels
         .iter()
@@ -503,6 +552,17 @@ pub fn create_body(spec: &AppSpec, hash: &str, stack: Option<&str>) -> Container
     labels.insert(LABEL_HASH.into(), hash.into());
     if let Some(stack) = stack {
         labels.insert(LABEL_STACK.into(), stack.into());
+    }
+    if !secrets.stamp.is_empty() {
+        labels.insert(LABEL_SECRETS.into(), secrets.stamp.clone());
+    }
+    let mut env: BTreeMap<&str, &str> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    for (k, v) in &secrets.env {
+        env.insert(k, v);
     }
 
     let mut exposed = Vec::new();
@@ -578,7 +638,7 @@ pub fn create_body(spec: &AppSpec, hash: &str, stack: Option<&str>) -> Container
         image: Some(spec.image.clone()),
         cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
         entrypoint: spec.entrypoint.clone(),
-        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        env: Some(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         labels: Some(labels),
         healthcheck,
@@ -634,6 +694,7 @@ fn observed_from(c: ContainerInspectResponse) -> Observed {
             .trim_start_matches('/')
             .to_string(),
         spec_hash: labels.get(LABEL_HASH).cloned(),
+        secrets_stamp: labels.get(LABEL_SECRETS).cloned().unwrap_or_default(),
         state: state
             .status
             .map(|s| s.to_string())

@@ -110,7 +110,7 @@ pub async fn containers(
 
 /// Container ids and names as the engine accepts them; anything else (a
 /// '/' could reach another Engine API path) is refused before the request.
-fn check_container_ref(field: &str, id: &str) -> Result<()> {
+pub(crate) fn check_container_ref(field: &str, id: &str) -> Result<()> {
     let ok = !id.is_empty()
         && id.len() <= 128
         && id

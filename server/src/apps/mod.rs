@@ -62,6 +62,8 @@ pub struct Apps {
     /// Bumped whenever the picture changes, so the proxy can re-resolve
     /// the containers its routes point at.
     changes: tokio::sync::watch::Sender<u64>,
+    /// Where containers' secrets come from.
+    secrets: Arc<crate::secrets::Secrets>,
 }
 
 /// A row of the `apps` table, decoded.
@@ -90,8 +92,14 @@ impl From<EngineError> for ApiError {
 }
 
 impl Apps {
-    pub fn new(db: SqlitePool, engine: Engine, bind_roots: Vec<PathBuf>) -> Apps {
+    pub fn new(
+        db: SqlitePool,
+        engine: Engine,
+        bind_roots: Vec<PathBuf>,
+        secrets: Arc<crate::secrets::Secrets>,
+    ) -> Apps {
         Apps {
+            secrets,
             db,
             engine,
             bind_roots,
@@ -142,7 +150,7 @@ impl Apps {
             .ok_or_else(|| ApiError::NotFound(format!("no app named `{name}`")))
     }
 
-    async fn load_all(&self) -> Result<Vec<(String, Stored)>, ApiError> {
+    pub async fn load_all(&self) -> Result<Vec<(String, Stored)>, ApiError> {
         let rows = sqlx::query!(
             "SELECT name, spec, spec_hash, applied_spec, applying, last_apply, stack, created_at, updated_at \
              FROM apps ORDER BY name"
@@ -389,7 +397,7 @@ impl Apps {
 
     // ---- views ----------------------------------------------------------
 
-    fn view(&self, name: &str, stored: Stored, image_id: Option<&str>) -> App {
+    fn view(&self, name: &str, stored: Stored, image_id: Option<&str>, secrets: &str) -> App {
         let (found, engine_error) = self.observed(name);
         let (current, strays) = split_current(name, &found);
         let inputs = plan::Inputs {
@@ -399,7 +407,9 @@ impl Apps {
             image_id,
             current,
             strays: &strays,
+            secrets,
         };
+        let needs_redeploy = engine_error.is_none() && plan::needs_redeploy(&inputs);
         let failed = stored
             .last_apply
             .as_ref()
@@ -426,22 +436,27 @@ impl Apps {
             created_at: crate::store::rfc3339(stored.created_at),
             updated_at: crate::store::rfc3339(stored.updated_at),
             spec: stored.spec,
+            needs_redeploy,
         }
     }
 
     /// Every app, from the store and the event-fed picture; no engine call.
     pub async fn list(&self) -> Result<Vec<App>, ApiError> {
-        Ok(self
-            .load_all()
-            .await?
+        let all = self.load_all().await?;
+        let stamps = self.secrets.stamps(all.iter().map(|(_, s)| &s.spec)).await?;
+        Ok(all
             .into_iter()
-            .map(|(name, stored)| self.view(&name, stored, None))
+            .map(|(name, stored)| {
+                let stamp = stamps.get(&name).map(String::as_str).unwrap_or_default();
+                self.view(&name, stored, None, stamp)
+            })
             .collect())
     }
 
     pub async fn get(&self, name: &str) -> Result<App, ApiError> {
         let stored = self.require(name).await?;
-        Ok(self.view(name, stored, None))
+        let stamp = self.secrets.stamp(&stored.spec).await?;
+        Ok(self.view(name, stored, None, &stamp))
     }
 
     /// The plan for the stored spec against the engine as it is now.
@@ -449,6 +464,7 @@ impl Apps {
         let stored = self.require(name).await?;
         let found = self.refresh(name).await?;
         let image_id = self.engine.image_id(&stored.spec.image).await?;
+        let stamp = self.secrets.stamp(&stored.spec).await?;
         let (current, strays) = split_current(name, &found);
         let actions = plan::plan(&plan::Inputs {
             spec: &stored.spec,
@@ -457,6 +473,7 @@ impl Apps {
             image_id: image_id.as_deref(),
             current,
             strays: &strays,
+            secrets: &stamp,
         });
         Ok(Plan {
             app: name.to_string(),
@@ -474,6 +491,7 @@ impl Apps {
         let found = self.engine.observe(&spec.name).await?;
         let image_id = self.engine.image_id(&spec.image).await?;
         let hash = engine::config_hash(spec, stack);
+        let stamp = self.secrets.stamp(spec).await?;
         let (current, strays) = split_current(&spec.name, &found);
         Ok(Plan {
             app: spec.name.clone(),
@@ -484,6 +502,7 @@ impl Apps {
                 image_id: image_id.as_deref(),
                 current,
                 strays: &strays,
+                secrets: &stamp,
             }),
         })
     }
@@ -602,6 +621,12 @@ impl Apps {
                 ),
             ));
         }
+        // Decrypted only here, for the create call; the plan needs names only.
+        let secrets = self
+            .secrets
+            .resolve(&stored.spec)
+            .await
+            .map_err(|e| (Vec::new(), format!("reading the app's secrets: {e}")))?;
         let (current, strays) = split_current(name, &found);
         let actions = adjust(
             current,
@@ -612,6 +637,7 @@ impl Apps {
                 image_id: image_id.as_deref(),
                 current,
                 strays: &strays,
+                secrets: &secrets.stamp,
             }),
         );
         let target = apply::Target {
@@ -620,6 +646,7 @@ impl Apps {
             stack: stored.stack.as_deref(),
             current,
             strays: &strays,
+            secrets: &secrets,
         };
         match apply::execute(&self.engine, &target, &actions).await {
             Ok(()) => Ok(actions),
@@ -644,6 +671,7 @@ impl Apps {
         sqlx::query!("DELETE FROM apps WHERE name = ?", name)
             .execute(&self.db)
             .await?;
+        self.secrets.forget_app(name).await?;
         let mut picture = self.picture.write().unwrap_or_else(|p| p.into_inner());
         picture.put(name, Vec::new());
         drop(picture);
@@ -657,6 +685,14 @@ impl Apps {
     /// refuse later: a missing image, more CPUs than the host has, a name
     /// taken by a container berth did not create, host ports in use.
     pub async fn preflight(&self, spec: &AppSpec) -> Result<(), ApiError> {
+        for (i, group) in spec.secret_groups.iter().enumerate() {
+            if !self.secrets.group_exists(group).await? {
+                return Err(ApiError::invalid(
+                    format!("secret_groups[{i}]"),
+                    format!("no secret group named `{group}`: create it first (POST /api/v1/secret-groups)"),
+                ));
+            }
+        }
         if self.engine.local {
             model::check_resolved_binds(spec, &self.policy())?;
         }

@@ -298,6 +298,20 @@ pub fn validate(mut spec: AppSpec, policy: &Policy) -> Result<AppSpec, ApiError>
             return Err(ApiError::invalid(format!("networks[{i}]"), "listed twice"));
         }
     }
+    if spec.secret_groups.len() > MAX_LIST {
+        return Err(ApiError::invalid(
+            "secret_groups",
+            format!("at most {MAX_LIST}"),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for (i, g) in spec.secret_groups.iter().enumerate() {
+        let field = format!("secret_groups[{i}]");
+        crate::secrets::check_group_name(&field, g)?;
+        if !seen.insert(g) {
+            return Err(ApiError::invalid(field, "listed twice"));
+        }
+    }
     if spec.host_network && !spec.networks.is_empty() {
         return Err(ApiError::invalid(
             "networks",

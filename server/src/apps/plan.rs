@@ -20,6 +20,8 @@ pub struct Inputs<'a> {
     /// Other containers labelled as the app's (left by an interrupted apply,
     /// or renamed behind berth's back).
     pub strays: &'a [Observed],
+    /// The secrets stamp a new container would carry (`secrets::Secrets::stamp`).
+    pub secrets: &'a str,
 }
 
 fn action(kind: ActionKind, reasons: Vec<String>) -> PlannedAction {
@@ -94,6 +96,9 @@ fn recreate_reasons(i: &Inputs, current: &Observed) -> Vec<String> {
             reasons.push("the container was created from a different configuration".into());
         }
     }
+    if let Some(why) = secrets_changed(i, current) {
+        reasons.push(why);
+    }
     if let Some(id) = i.image_id {
         if !current.image_id.is_empty() && current.image_id != id {
             reasons.push(format!(
@@ -104,6 +109,20 @@ fn recreate_reasons(i: &Inputs, current: &Observed) -> Vec<String> {
     }
     reasons.extend(drift(i.spec, current));
     reasons
+}
+
+/// The container has other secret revisions than the store: names only.
+fn secrets_changed(i: &Inputs, current: &Observed) -> Option<String> {
+    let changes = crate::secrets::stamp_changes(&current.secrets_stamp, i.secrets);
+    (!changes.is_empty()).then(|| format!("secrets changed ({})", changes.join("; ")))
+}
+
+/// Whether the container was made from other settings or secrets than the
+/// stored ones (what a redeploy would bring in).
+pub fn needs_redeploy(i: &Inputs) -> bool {
+    i.current.is_some_and(|c| {
+        c.spec_hash.as_deref() != Some(i.hash) || secrets_changed(i, c).is_some()
+    })
 }
 
 /// Settings changed in place on the engine (`docker update`, `docker network
@@ -240,6 +259,12 @@ pub fn status(
             vec!["the configuration changed and is not applied yet".into()],
         );
     }
+    if let Some(why) = secrets_changed(i, current) {
+        return (
+            AppStatus::Pending,
+            vec![format!("{why}: redeploy to apply")],
+        );
+    }
     let drifted = drift(i.spec, current);
     if !drifted.is_empty() {
         return (AppStatus::Drifted, drifted);
@@ -299,6 +324,7 @@ mod tests {
             id: "c1".into(),
             name: spec.name.clone(),
             spec_hash: Some(hash.into()),
+            secrets_stamp: String::new(),
             state: "running".into(),
             running: true,
             exit_code: Some(0),
@@ -328,6 +354,7 @@ mod tests {
             image_id: Some("sha256:aaa"),
             current,
             strays: &[],
+            secrets: "",
         }
     }
 
@@ -471,5 +498,27 @@ mod tests {
         let s = spec();
         let o = observed(&s, "h2");
         assert_eq!(o.networks, BTreeSet::from(["bridge".to_string()]));
+    }
+
+    #[test]
+    fn changed_secrets_recreate_by_name_and_mark_a_redeploy() {
+        let s = spec();
+        let mut o = observed(&s, "h2");
+        o.secrets_stamp = "DB_PASSWORD@aa,TOKEN@bb".into();
+        let mut i = inputs(&s, Some(&o), Some(&s));
+        i.secrets = "DB_PASSWORD@aa,TOKEN@bb";
+        assert!(plan(&i).is_empty());
+        assert!(!needs_redeploy(&i));
+        i.secrets = "DB_PASSWORD@cc,NEW@dd";
+        let actions = plan(&i);
+        assert_eq!(kinds(&actions), [ActionKind::Recreate]);
+        assert_eq!(
+            actions[0].reasons,
+            ["secrets changed (added NEW; updated DB_PASSWORD; removed TOKEN)"]
+        );
+        assert!(needs_redeploy(&i));
+        let (st, reasons) = status(&i, None, false);
+        assert_eq!(st, AppStatus::Pending);
+        assert!(reasons[0].ends_with("redeploy to apply"), "{reasons:?}");
     }
 }

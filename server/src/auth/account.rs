@@ -51,6 +51,41 @@ pub(crate) async fn confirm_password(
     ))
 }
 
+/// A fresh proof that the admin is at the keyboard, for the few actions
+/// that hand out a secret: the password, and the TOTP code when the second
+/// factor is on. Failures are throttled like logins and audited as `action`.
+pub(crate) async fn reauthenticate(
+    state: &AppState,
+    caller: &Caller,
+    proof: app::api::Reauth,
+    action: &str,
+) -> Result<()> {
+    confirm_password(state, caller, "password", proof.password, action).await?;
+    let row = sqlx::query!("SELECT totp_secret, totp_last_step FROM admin WHERE id = 1")
+        .fetch_one(&state.db)
+        .await?;
+    let Some(sealed) = row.totp_secret else {
+        return Ok(());
+    };
+    let Some(code) = proof.totp_code.as_deref().filter(|c| !c.trim().is_empty()) else {
+        return Err(ApiError::invalid(
+            "totp_code",
+            "the second factor is on: give the current code as well",
+        ));
+    };
+    let secret = state.keys.open(totp::SEAL_PURPOSE, &sealed)?;
+    if super::login::second_factor_accepted(state, &secret, code, row.totp_last_step).await? {
+        return Ok(());
+    }
+    audit::record(
+        &state.db,
+        Event::new(&caller.actor, Some(caller.ip), action, Outcome::Failure)
+            .detail(serde_json::json!({ "reason": "wrong second factor" })),
+    )
+    .await?;
+    Err(ApiError::invalid("totp_code", "the code is not correct"))
+}
+
 /// Changes the password. Every other session ends; this one continues with a
 /// new id and CSRF token (returned).
 #[utoipa::path(post, path = "/account/password", tag = "account", request_body = ChangePassword,

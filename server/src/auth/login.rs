@@ -119,7 +119,7 @@ pub async fn login(
 
 /// Accepts a current TOTP code (remembering its step against replay) or an
 /// unused recovery code (which is then used up).
-async fn second_factor_accepted(
+pub(crate) async fn second_factor_accepted(
     state: &AppState,
     secret: &[u8],
     code: &str,

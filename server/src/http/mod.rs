@@ -49,6 +49,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
         (name = "engine", description = "The Docker engine's containers, images, volumes and networks"),
         (name = "stacks", description = "Compose files as groups of apps"),
         (name = "domains", description = "Domains routed to apps by the reverse proxy"),
+        (name = "secrets", description = "Environment secrets: write-only values, sealed at rest, injected into containers"),
         (name = "meta", description = "This document"),
     )
 )]
@@ -84,6 +85,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
     use crate::certificates::routes as certs;
     use crate::notify::routes as notify;
     use crate::proxy::routes as domains;
+    use crate::secrets::routes as secrets;
     use crate::{audit, auth, settings, setup, tokens};
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest(
         "/api/v1",
@@ -139,6 +141,21 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
             .routes(routes!(notify::list, notify::create))
             .routes(routes!(notify::delete))
             .routes(routes!(notify::test))
+            .routes(routes!(secrets::app_list))
+            .routes(routes!(secrets::app_set, secrets::app_delete))
+            .routes(routes!(secrets::app_reveal))
+            .routes(routes!(secrets::app_import))
+            .routes(routes!(secrets::app_export))
+            .routes(routes!(secrets::groups, secrets::create_group))
+            .routes(routes!(secrets::delete_group))
+            .routes(routes!(secrets::group_list))
+            .routes(routes!(secrets::group_set, secrets::group_delete_secret))
+            .routes(routes!(secrets::group_reveal))
+            .routes(routes!(secrets::group_import))
+            .routes(routes!(secrets::group_export))
+            .routes(routes!(secrets::key_status))
+            .routes(routes!(secrets::recovery_key))
+            .routes(routes!(secrets::container_env))
             .routes(routes!(openapi_json)),
     )
 }

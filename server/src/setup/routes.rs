@@ -1,6 +1,6 @@
 use std::time::Instant;
 
-use app::api::{ErrorBody, SessionInfo, SetupRequest, SetupStatus};
+use app::api::{ErrorBody, SetupComplete, SetupRequest, SetupStatus};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -30,7 +30,7 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<SetupStatus>> 
 /// Creates the single administrator with the one-time setup token and logs
 /// them in.
 #[utoipa::path(post, path = "/setup", tag = "setup", request_body = SetupRequest,
-    responses((status = 201, body = SessionInfo), (status = 403, body = ErrorBody),
+    responses((status = 201, body = SetupComplete), (status = 403, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
               (status = 429, body = ErrorBody)))]
 pub async fn complete(
@@ -38,7 +38,7 @@ pub async fn complete(
     ClientIp(ip): ClientIp,
     session: Session,
     ApiJson(req): ApiJson<SetupRequest>,
-) -> Result<(StatusCode, Json<SessionInfo>)> {
+) -> Result<(StatusCode, Json<SetupComplete>)> {
     const DONE: &str = "setup is already complete";
     if super::admin_exists(&state.db).await? {
         return Err(ApiError::Conflict(DONE.into()));
@@ -86,6 +86,9 @@ pub async fn complete(
         Err(e) => return Err(e.into()),
     }
     state.setup.close();
+    // The key that recovers the sealed data if master.key is lost; only its
+    // public half stays here.
+    let recovery_key = state.secrets.new_recovery_key().await?;
     let csrf_token = session::start(&session, 0).await?;
     audit::record(
         &state.db,
@@ -94,9 +97,10 @@ pub async fn complete(
     .await?;
     Ok((
         StatusCode::CREATED,
-        Json(SessionInfo {
+        Json(SetupComplete {
             username,
             csrf_token,
+            recovery_key: recovery_key.to_string(),
         }),
     ))
 }

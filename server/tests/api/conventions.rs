@@ -91,6 +91,24 @@ async fn the_openapi_spec_describes_every_api_route() {
         ("post", "/api/v1/notifications/channels"),
         ("delete", "/api/v1/notifications/channels/{id}"),
         ("post", "/api/v1/notifications/channels/{id}/test"),
+        ("get", "/api/v1/apps/{name}/secrets"),
+        ("put", "/api/v1/apps/{name}/secrets/{key}"),
+        ("delete", "/api/v1/apps/{name}/secrets/{key}"),
+        ("post", "/api/v1/apps/{name}/secrets/{key}/reveal"),
+        ("post", "/api/v1/apps/{name}/secrets/import"),
+        ("post", "/api/v1/apps/{name}/secrets/export"),
+        ("get", "/api/v1/secret-groups"),
+        ("post", "/api/v1/secret-groups"),
+        ("delete", "/api/v1/secret-groups/{group}"),
+        ("get", "/api/v1/secret-groups/{group}/secrets"),
+        ("put", "/api/v1/secret-groups/{group}/secrets/{key}"),
+        ("delete", "/api/v1/secret-groups/{group}/secrets/{key}"),
+        ("post", "/api/v1/secret-groups/{group}/secrets/{key}/reveal"),
+        ("post", "/api/v1/secret-groups/{group}/secrets/import"),
+        ("post", "/api/v1/secret-groups/{group}/secrets/export"),
+        ("get", "/api/v1/secrets/keys"),
+        ("post", "/api/v1/secrets/recovery-key"),
+        ("get", "/api/v1/containers/{id}/env"),
     ];
     for (method, path) in expected {
         assert!(
@@ -112,6 +130,8 @@ async fn the_openapi_spec_describes_every_api_route() {
                 path.replace("{id}", "x")
                     .replace("{name}", "x")
                     .replace("{host}", "x.example.com")
+                    .replace("{group}", "g")
+                    .replace("{key}", "KEY")
             );
             let r = anon
                 .request(method.to_uppercase().parse().unwrap(), url)

@@ -14,6 +14,7 @@ mod docker;
 mod helpers;
 mod nginx;
 mod proxy;
+mod secrets;
 mod setup;
 mod tls;
 mod tokens;
