@@ -84,6 +84,35 @@ pub struct AppSpec {
     /// the app is marked as needing a redeploy, and the admin applies it).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redeploy_on_secret_change: bool,
+    /// How a recreation swaps containers: `stop-first` (default: the old
+    /// one stops, then the new one starts) or `start-first` (the new one
+    /// starts and becomes the app before the old one stops: no downtime
+    /// behind the proxy; not with host ports, which two containers cannot
+    /// hold at once, nor for data two processes must not share).
+    #[serde(default, skip_serializing_if = "UpdateOrder::is_default")]
+    pub update_order: UpdateOrder,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateOrder {
+    #[default]
+    StopFirst,
+    StartFirst,
+}
+
+impl UpdateOrder {
+    pub fn is_default(&self) -> bool {
+        *self == UpdateOrder::StopFirst
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateOrder::StopFirst => "stop-first",
+            UpdateOrder::StartFirst => "start-first",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

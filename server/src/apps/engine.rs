@@ -486,6 +486,7 @@ pub fn config_hash(spec: &AppSpec, stack: Option<&str>) -> String {
     // Which secrets a container has is tracked by its own label.
     relevant.secret_groups.clear();
     relevant.redeploy_on_secret_change = false;
+    relevant.update_order = Default::default();
     let json = serde_json::to_vec(&(relevant, stack)).unwrap_or_default();
     hex::encode(&Sha256::digest(&json)[..16])
 }

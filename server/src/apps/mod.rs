@@ -268,7 +268,15 @@ impl Apps {
         if let Some(e) = engine_error {
             return Err(e);
         }
-        let Some(current) = found.iter().find(|o| o.name == name) else {
+        // The container under the app's name; during a start-first swap
+        // (a moment without one) any running container of the app.
+        let current = found
+            .iter()
+            .find(|o| o.name == name)
+            .filter(|o| o.running)
+            .or_else(|| found.iter().find(|o| o.running))
+            .or_else(|| found.iter().find(|o| o.name == name));
+        let Some(current) = current else {
             return Err(format!("app {name} has no container"));
         };
         if !current.running {

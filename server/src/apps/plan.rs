@@ -35,7 +35,9 @@ fn action(kind: ActionKind, reasons: Vec<String>) -> PlannedAction {
 pub fn plan(i: &Inputs) -> Vec<PlannedAction> {
     let mut actions = Vec::new();
     for stray in i.strays {
-        let why = if stray.name.ends_with(super::apply::NEXT_SUFFIX) {
+        let why = if stray.name.ends_with(super::apply::NEXT_SUFFIX)
+            || stray.name.ends_with(super::apply::PREV_SUFFIX)
+        {
             format!(
                 "container `{}` was left by an interrupted apply",
                 stray.name

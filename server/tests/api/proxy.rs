@@ -1024,6 +1024,147 @@ async fn bad_domains_are_refused_naming_the_field_and_nothing_is_stored() {
     assert_eq!(error_of(r).await.1.as_deref(), Some("www"));
 }
 
+/// A rotated secret reaches an app that opted into automatic, start-first
+/// redeploys while the proxy carries load: the new container takes over
+/// before the old one stops, and no request fails.
+#[tokio::test]
+async fn a_secret_rotation_redeploys_start_first_without_dropping_a_request() {
+    let scratch = Scratch::new();
+    let rig = rig().await;
+    let name = scratch.name("rotating");
+    let group = format!("{}-keys", scratch.prefix);
+    let ok = |r: reqwest::Response| async move {
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert!(status.is_success(), "{status}: {text}");
+        text
+    };
+    ok(rig
+        .send(reqwest::Method::POST, "/secret-groups", Some(json!({ "name": group })))
+        .await)
+    .await;
+    let token_path = format!("/secret-groups/{group}/secrets/TOKEN");
+    let set = |value: &'static str| {
+        rig.send(
+            reqwest::Method::PUT,
+            &token_path,
+            Some(json!({ "value": value })),
+        )
+    };
+    ok(set("first-token").await).await;
+    ok(rig
+        .send(
+            reqwest::Method::POST,
+            "/apps",
+            Some(json!({
+                "name": name, "image": TEST_IMAGE,
+                // Serves the SHA-256 of the secret it was started with.
+                "command": ["sh", "-c", "printf %s \"$TOKEN\" | sha256sum > /tmp/token; exec httpd -f -p 8080 -h /tmp"],
+                "secret_groups": [group],
+                "redeploy_on_secret_change": true,
+                "update_order": "start-first",
+            })),
+        )
+        .await)
+    .await;
+    rig.create(json!({
+        "host": "rotating.example.com",
+        "target": { "kind": "app", "app": name, "port": 8080 }
+    }))
+    .await;
+    let digest = |v: &str| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(v.as_bytes()))
+    };
+    let client = rig.http_client(&["rotating.example.com"]);
+    let url = rig.url("rotating.example.com", "/token");
+    let served = |client: reqwest::Client, url: String| async move {
+        match client.get(&url).send().await {
+            Ok(r) if r.status() == 200 => Some(r.text().await.unwrap_or_default()),
+            _ => None,
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !served(client.clone(), url.clone())
+        .await
+        .is_some_and(|b| b.starts_with(&digest("first-token")))
+    {
+        assert!(Instant::now() < deadline, "the app never served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<String, usize>::new()));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (client, url) = (rig.http_client(&["rotating.example.com"]), url.clone());
+        let (stop, failures, seen) = (stop.clone(), failures.clone(), seen.clone());
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match served(client.clone(), url.clone()).await {
+                    Some(body) => {
+                        let hash = body.split_whitespace().next().unwrap_or_default().to_string();
+                        *seen.lock().unwrap().entry(hash).or_default() += 1;
+                    }
+                    None => {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let change: Value = serde_json::from_str(&ok(set("second-token").await).await).unwrap();
+    assert_eq!(change["redeploying"], json!([name]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.lock().unwrap().contains_key(&digest("second-token")) {
+        assert!(Instant::now() < deadline, "the new secret never went live");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past the grace period: the old container has stopped and gone.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = scratch.containers().await;
+        if left.len() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the old container stayed: {left:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "requests failed during the swap: {seen:?}");
+    assert!(seen[&digest("first-token")] > 0 && seen[&digest("second-token")] > 0, "{seen:?}");
+    assert_eq!(seen.len(), 2, "only the two secrets were ever served: {seen:?}");
+    let app: Value = rig
+        .send(reqwest::Method::GET, &format!("/apps/{name}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(app["needs_redeploy"], false, "{app:#}");
+    assert_eq!(app["last_apply"]["ok"], true, "{app:#}");
+
+    // start-first cannot hold host ports twice.
+    let r = rig
+        .send(
+            reqwest::Method::PUT,
+            &format!("/apps/{name}"),
+            Some(json!({
+                "image": TEST_IMAGE, "update_order": "start-first",
+                "ports": [{ "container": 8080, "host": 18080 }],
+            })),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(error_of(r).await.1.as_deref(), Some("update_order"));
+}
+
 #[tokio::test]
 async fn route_changes_under_load_drop_no_request() {
     let rig = rig().await;
