@@ -126,7 +126,10 @@ async fn secrets(command: SecretsCommand) -> anyhow::Result<()> {
             let db = open_data_dir(&config).await?;
             let keys = keyring::open(&db, &config.master_key).await?;
             let swap = if master {
-                Some(keyring::MasterSwap::prepare(&config.master_key, out.as_deref())?)
+                Some(keyring::MasterSwap::prepare(
+                    &config.master_key,
+                    out.as_deref(),
+                )?)
             } else {
                 None
             };
@@ -162,7 +165,9 @@ async fn secrets(command: SecretsCommand) -> anyhow::Result<()> {
             .await?;
             db.close().await;
             println!("Recovered: a new master key is in {}.", path.display());
-            println!("The recovery key still works; make a new one in the panel if it was exposed.");
+            println!(
+                "The recovery key still works; make a new one in the panel if it was exposed."
+            );
             Ok(())
         }
     }

@@ -453,10 +453,13 @@ impl Config {
 
         let proxy = ProxyConfig::load(args, file.proxy, &data_dir)?;
         let certificates = CertificatesConfig::load(args, file.certificates)?;
-        let master_key = match (args.master_key_file.clone().or(file.master_key_file), std::env::var_os(MASTER_KEY_ENV)) {
-            (Some(_), Some(_)) => bail!(
-                "{MASTER_KEY_ENV} and master_key_file cannot be used together: choose one"
-            ),
+        let master_key = match (
+            args.master_key_file.clone().or(file.master_key_file),
+            std::env::var_os(MASTER_KEY_ENV),
+        ) {
+            (Some(_), Some(_)) => {
+                bail!("{MASTER_KEY_ENV} and master_key_file cannot be used together: choose one")
+            }
             (Some(path), None) => MasterKeySource::File(path),
             (None, Some(_)) => MasterKeySource::Environment,
             (None, None) => MasterKeySource::File(data_dir.join("master.key")),

@@ -72,7 +72,12 @@ impl Keys {
         seal_with(&self.derive(purpose), bound, plain)
     }
 
-    pub fn open_bound(&self, purpose: &str, bound: &[u8], sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
+    pub fn open_bound(
+        &self,
+        purpose: &str,
+        bound: &[u8],
+        sealed: &[u8],
+    ) -> anyhow::Result<Vec<u8>> {
         open_with(&self.derive(purpose), bound, sealed)
     }
 }

@@ -451,7 +451,10 @@ impl Apps {
     /// Every app, from the store and the event-fed picture; no engine call.
     pub async fn list(&self) -> Result<Vec<App>, ApiError> {
         let all = self.load_all().await?;
-        let stamps = self.secrets.stamps(all.iter().map(|(_, s)| &s.spec)).await?;
+        let stamps = self
+            .secrets
+            .stamps(all.iter().map(|(_, s)| &s.spec))
+            .await?;
         Ok(all
             .into_iter()
             .map(|(name, stored)| {

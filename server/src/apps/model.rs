@@ -298,13 +298,13 @@ pub fn validate(mut spec: AppSpec, policy: &Policy) -> Result<AppSpec, ApiError>
             return Err(ApiError::invalid(format!("networks[{i}]"), "listed twice"));
         }
     }
-    if spec.update_order == app::api::UpdateOrder::StartFirst {
-        if spec.ports.iter().any(|p| p.host.is_some()) || spec.host_network {
-            return Err(ApiError::invalid(
-                "update_order",
-                "start-first runs two containers at once, and host ports (or the host's network) cannot be held by both: use stop-first",
-            ));
-        }
+    if spec.update_order == app::api::UpdateOrder::StartFirst
+        && (spec.ports.iter().any(|p| p.host.is_some()) || spec.host_network)
+    {
+        return Err(ApiError::invalid(
+            "update_order",
+            "start-first runs two containers at once, and host ports (or the host's network) cannot be held by both: use stop-first",
+        ));
     }
     if spec.secret_groups.len() > MAX_LIST {
         return Err(ApiError::invalid(

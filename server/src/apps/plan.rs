@@ -122,9 +122,8 @@ fn secrets_changed(i: &Inputs, current: &Observed) -> Option<String> {
 /// Whether the container was made from other settings or secrets than the
 /// stored ones (what a redeploy would bring in).
 pub fn needs_redeploy(i: &Inputs) -> bool {
-    i.current.is_some_and(|c| {
-        c.spec_hash.as_deref() != Some(i.hash) || secrets_changed(i, c).is_some()
-    })
+    i.current
+        .is_some_and(|c| c.spec_hash.as_deref() != Some(i.hash) || secrets_changed(i, c).is_some())
 }
 
 /// Settings changed in place on the engine (`docker update`, `docker network

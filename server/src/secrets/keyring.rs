@@ -34,9 +34,10 @@ type Key = Zeroizing<[u8; 32]>;
 pub fn read_master(source: &MasterKeySource) -> anyhow::Result<Option<Key>> {
     match source {
         MasterKeySource::Environment => {
-            let text = Zeroizing::new(std::env::var(MASTER_KEY_ENV).with_context(|| {
-                format!("{MASTER_KEY_ENV} is not set or not valid UTF-8")
-            })?);
+            let text = Zeroizing::new(
+                std::env::var(MASTER_KEY_ENV)
+                    .with_context(|| format!("{MASTER_KEY_ENV} is not set or not valid UTF-8"))?,
+            );
             parse_key(text.as_bytes())
                 .map(Some)
                 .with_context(|| format!("{MASTER_KEY_ENV} is not a key"))
@@ -204,7 +205,9 @@ impl MasterSwap {
                     .create_new(true)
                     .mode(0o600)
                     .open(out)
-                    .with_context(|| format!("Failed to create {} (it must not exist)", out.display()))?;
+                    .with_context(|| {
+                        format!("Failed to create {} (it must not exist)", out.display())
+                    })?;
                 f.write_all(hex::encode(&new[..]).as_bytes())?;
                 f.sync_all()?;
                 Ok(MasterSwap {
@@ -213,9 +216,9 @@ impl MasterSwap {
                     path: out.to_path_buf(),
                 })
             }
-            (MasterKeySource::Environment, None) => bail!(
-                "the master key comes from {MASTER_KEY_ENV}: give --out FILE for the new key"
-            ),
+            (MasterKeySource::Environment, None) => {
+                bail!("the master key comes from {MASTER_KEY_ENV}: give --out FILE for the new key")
+            }
         }
     }
 

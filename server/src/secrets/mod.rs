@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use app::api::{
-    check_secret_name, check_secret_value, dotenv, AppSpec, ImportPreview, KeyStatus,
-    SecretGroup, SecretInfo, SecretScope,
+    check_secret_name, check_secret_value, dotenv, AppSpec, ImportPreview, KeyStatus, SecretGroup,
+    SecretInfo, SecretScope,
 };
 use sqlx::{Row, SqlitePool};
 use zeroize::Zeroizing;
@@ -167,21 +167,18 @@ impl Secrets {
                 chosen.insert(name, (rank, r));
             }
         }
-        let mut keys = std::collections::HashMap::new();
+        let mut keys = vault::KeyCache::default();
         let mut out = Injected::default();
         let mut stamp = Vec::new();
         for (name, (_, r)) in chosen {
-            let key_id: i64 = r.get("key_id");
-            if !keys.contains_key(&key_id) {
-                keys.insert(key_id, vault::key_by_id(&mut tx, &self.keys, key_id).await?);
-            }
+            let key = keys.get(&mut tx, &self.keys, r.get("key_id")).await?;
             let owner: String = r.get("owner");
             let who = Identity {
                 scope: scope_of(&r.get::<String, _>("scope")),
                 owner: &owner,
                 name: &name,
             };
-            let value = vault::open(&keys[&key_id], &who, &r.get::<Vec<u8>, _>("sealed"))?;
+            let value = vault::open(key, &who, &r.get::<Vec<u8>, _>("sealed"))?;
             stamp.push(format!("{name}@{}", r.get::<String, _>("revision")));
             out.env.push((name, value));
         }
@@ -273,11 +270,12 @@ impl Secrets {
         .fetch_all(&mut *conn)
         .await?;
         let mut out = BTreeMap::new();
+        let mut keys = vault::KeyCache::default();
         for r in rows {
             let name: String = r.get("name");
-            let key = vault::key_by_id(conn, &self.keys, r.get("key_id")).await?;
+            let key = keys.get(conn, &self.keys, r.get("key_id")).await?;
             let value = vault::open(
-                &key,
+                key,
                 &Identity {
                     scope,
                     owner,
@@ -290,15 +288,22 @@ impl Secrets {
         Ok(out)
     }
 
-    pub async fn export(&self, scope: SecretScope, owner: &str) -> Result<Zeroizing<String>, ApiError> {
+    pub async fn export(
+        &self,
+        scope: SecretScope,
+        owner: &str,
+    ) -> Result<Zeroizing<String>, ApiError> {
         let mut conn = self.db.acquire().await?;
         let values = self.values(&mut conn, scope, owner).await?;
+        // render wants plain pairs; they are wiped when dropped.
         let pairs: Vec<(String, String)> = values
             .into_iter()
             .map(|(k, v)| (k, v.as_str().to_string()))
             .collect();
         let text = Zeroizing::new(dotenv::render(&pairs));
-        drop(Zeroizing::new(pairs.into_iter().map(|(_, v)| v).collect::<Vec<_>>()));
+        for (_, mut value) in pairs {
+            zeroize::Zeroize::zeroize(&mut value);
+        }
         Ok(text)
     }
 
@@ -322,7 +327,12 @@ impl Secrets {
         Ok(created)
     }
 
-    pub async fn delete(&self, scope: SecretScope, owner: &str, name: &str) -> Result<(), ApiError> {
+    pub async fn delete(
+        &self,
+        scope: SecretScope,
+        owner: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
         let gone = sqlx::query("DELETE FROM secrets WHERE scope = ? AND owner = ? AND name = ?")
             .bind(scope.as_str())
             .bind(owner)
@@ -486,7 +496,9 @@ impl Secrets {
             .await?
             .rows_affected();
         if gone == 0 {
-            return Err(ApiError::NotFound(format!("no secret group named `{name}`")));
+            return Err(ApiError::NotFound(format!(
+                "no secret group named `{name}`"
+            )));
         }
         sqlx::query("DELETE FROM secrets WHERE scope = 'group' AND owner = ?")
             .bind(name)
@@ -664,8 +676,16 @@ pub fn stamp_changes(old: &str, new: &str) -> Vec<String> {
     };
     let (old, new) = (parse(old), parse(new));
     let mut parts = Vec::new();
-    let added: Vec<&str> = new.keys().filter(|k| !old.contains_key(*k)).map(|k| k.as_str()).collect();
-    let removed: Vec<&str> = old.keys().filter(|k| !new.contains_key(*k)).map(|k| k.as_str()).collect();
+    let added: Vec<&str> = new
+        .keys()
+        .filter(|k| !old.contains_key(*k))
+        .map(|k| k.as_str())
+        .collect();
+    let removed: Vec<&str> = old
+        .keys()
+        .filter(|k| !new.contains_key(*k))
+        .map(|k| k.as_str())
+        .collect();
     let updated: Vec<&str> = new
         .iter()
         .filter(|(k, v)| old.get(*k).is_some_and(|o| o != *v))
@@ -700,7 +720,16 @@ mod tests {
     #[test]
     fn groups_are_named_like_dns_labels() {
         assert!(check_group_name("name", "shared-db").is_ok());
-        for bad in ["", "Shared", "a_b", "-a", "a-", "a/b", "a;b", &"x".repeat(64)] {
+        for bad in [
+            "",
+            "Shared",
+            "a_b",
+            "-a",
+            "a-",
+            "a/b",
+            "a;b",
+            &"x".repeat(64),
+        ] {
             assert!(check_group_name("name", bad).is_err(), "{bad}");
         }
     }

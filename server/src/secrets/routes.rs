@@ -98,7 +98,12 @@ fn check_name(name: &str) -> Result<()> {
     app::api::check_secret_name(name).map_err(|m| ApiError::invalid("name", m))
 }
 
-async fn list(state: &AppState, caller: &Caller, scope: SecretScope, owner: &str) -> Result<Json<SecretList>> {
+async fn list(
+    state: &AppState,
+    caller: &Caller,
+    scope: SecretScope,
+    owner: &str,
+) -> Result<Json<SecretList>> {
     caller.require(Scope::Read)?;
     let spec = owner_spec(state, scope, owner).await?;
     let (secrets, inherited) = state.secrets.list(scope, owner, spec.as_ref()).await?;
@@ -141,7 +146,11 @@ async fn set(
     caller
         .audit(
             &state.db,
-            if created { "secret.create" } else { "secret.update" },
+            if created {
+                "secret.create"
+            } else {
+                "secret.update"
+            },
             &format!("{}/{owner}/{name}", scope.collection()),
             Outcome::Success,
             json!({ "scope": scope, "owner": owner, "name": name }),
@@ -227,7 +236,14 @@ async fn import(
     owner_spec(state, scope, owner).await?;
     let mut preview = state
         .secrets
-        .import(scope, owner, &req.dotenv, req.dry_run, req.replace, &caller.actor)
+        .import(
+            scope,
+            owner,
+            &req.dotenv,
+            req.dry_run,
+            req.replace,
+            &caller.actor,
+        )
         .await?;
     if req.dry_run {
         return Ok(Json(preview));
@@ -479,7 +495,10 @@ async fn all_specs(state: &AppState) -> Result<Vec<app::api::AppSpec>> {
 #[utoipa::path(get, path = "/secret-groups", tag = "secrets",
     responses((status = 200, body = Vec<SecretGroup>)),
     security(("session" = []), ("bearer" = [])))]
-pub async fn groups(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<SecretGroup>>> {
+pub async fn groups(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<SecretGroup>>> {
     caller.require(Scope::Read)?;
     let specs = all_specs(&state).await?;
     Ok(Json(state.secrets.groups(&specs).await?))

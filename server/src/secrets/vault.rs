@@ -93,6 +93,24 @@ pub async fn key_by_id(
     open_data_key(keys, id, &wrapped)
 }
 
+/// Data keys opened so far, so reading many values opens each key once.
+#[derive(Default)]
+pub struct KeyCache(std::collections::HashMap<i64, DataKey>);
+
+impl KeyCache {
+    pub async fn get(
+        &mut self,
+        conn: &mut SqliteConnection,
+        keys: &Keys,
+        id: i64,
+    ) -> anyhow::Result<&DataKey> {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.0.entry(id) {
+            slot.insert(key_by_id(conn, keys, id).await?);
+        }
+        Ok(&self.0[&id])
+    }
+}
+
 pub fn seal(key: &DataKey, who: &Identity, value: &str) -> Vec<u8> {
     crypto::seal_with(&key.key, &who.bound(key.id), value.as_bytes())
 }
@@ -120,7 +138,7 @@ pub async fn rotate(conn: &mut SqliteConnection, keys: &Keys) -> anyhow::Result<
     let rows = sqlx::query("SELECT scope, owner, name, key_id, sealed FROM secrets")
         .fetch_all(&mut *conn)
         .await?;
-    let mut old: std::collections::HashMap<i64, DataKey> = Default::default();
+    let mut old = KeyCache::default();
     for r in &rows {
         let scope = match r.get::<String, _>("scope").as_str() {
             "app" => SecretScope::App,
@@ -132,11 +150,8 @@ pub async fn rotate(conn: &mut SqliteConnection, keys: &Keys) -> anyhow::Result<
             owner: &owner,
             name: &name,
         };
-        let key_id: i64 = r.get("key_id");
-        if !old.contains_key(&key_id) {
-            old.insert(key_id, key_by_id(conn, keys, key_id).await?);
-        }
-        let value = open(&old[&key_id], &who, &r.get::<Vec<u8>, _>("sealed"))?;
+        let key = old.get(conn, keys, r.get("key_id")).await?;
+        let value = open(key, &who, &r.get::<Vec<u8>, _>("sealed"))?;
         sqlx::query(
             "UPDATE secrets SET key_id = ?, sealed = ? WHERE scope = ? AND owner = ? AND name = ?",
         )
@@ -180,7 +195,9 @@ mod tests {
         let sealed = seal(&k, &who("web", "DB_PASSWORD"), "hunter2");
         assert!(!sealed.windows(7).any(|w| w == b"hunter2"));
         assert_eq!(
-            open(&k, &who("web", "DB_PASSWORD"), &sealed).unwrap().as_str(),
+            open(&k, &who("web", "DB_PASSWORD"), &sealed)
+                .unwrap()
+                .as_str(),
             "hunter2"
         );
         // Swapped onto another secret, another app, or a group of the same name.
@@ -209,7 +226,9 @@ mod tests {
     fn errors_name_the_secret_and_never_the_value() {
         let k = key(1, 3);
         let sealed = seal(&k, &who("web", "TOKEN"), "canary-value");
-        let e = open(&k, &who("web", "OTHER"), &sealed).unwrap_err().to_string();
+        let e = open(&k, &who("web", "OTHER"), &sealed)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("OTHER") && !e.contains("canary"), "{e}");
     }
 }

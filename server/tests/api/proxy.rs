@@ -1040,7 +1040,11 @@ async fn a_secret_rotation_redeploys_start_first_without_dropping_a_request() {
         text
     };
     ok(rig
-        .send(reqwest::Method::POST, "/secret-groups", Some(json!({ "name": group })))
+        .send(
+            reqwest::Method::POST,
+            "/secret-groups",
+            Some(json!({ "name": group })),
+        )
         .await)
     .await;
     let token_path = format!("/secret-groups/{group}/secrets/TOKEN");
@@ -1095,7 +1099,10 @@ async fn a_secret_rotation_redeploys_start_first_without_dropping_a_request() {
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let failures = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<String, usize>::new()));
+    let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
+        String,
+        usize,
+    >::new()));
     let mut workers = Vec::new();
     for _ in 0..4 {
         let (client, url) = (rig.http_client(&["rotating.example.com"]), url.clone());
@@ -1104,7 +1111,11 @@ async fn a_secret_rotation_redeploys_start_first_without_dropping_a_request() {
             while !stop.load(Ordering::Relaxed) {
                 match served(client.clone(), url.clone()).await {
                     Some(body) => {
-                        let hash = body.split_whitespace().next().unwrap_or_default().to_string();
+                        let hash = body
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_string();
                         *seen.lock().unwrap().entry(hash).or_default() += 1;
                     }
                     None => {
@@ -1129,7 +1140,10 @@ async fn a_secret_rotation_redeploys_start_first_without_dropping_a_request() {
         if left.len() == 1 {
             break;
         }
-        assert!(Instant::now() < deadline, "the old container stayed: {left:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the old container stayed: {left:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1138,9 +1152,20 @@ async fn a_secret_rotation_redeploys_start_first_without_dropping_a_request() {
         w.await.unwrap();
     }
     let seen = seen.lock().unwrap().clone();
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "requests failed during the swap: {seen:?}");
-    assert!(seen[&digest("first-token")] > 0 && seen[&digest("second-token")] > 0, "{seen:?}");
-    assert_eq!(seen.len(), 2, "only the two secrets were ever served: {seen:?}");
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "requests failed during the swap: {seen:?}"
+    );
+    assert!(
+        seen[&digest("first-token")] > 0 && seen[&digest("second-token")] > 0,
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.len(),
+        2,
+        "only the two secrets were ever served: {seen:?}"
+    );
     let app: Value = rig
         .send(reqwest::Method::GET, &format!("/apps/{name}"), None)
         .await

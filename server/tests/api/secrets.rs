@@ -111,13 +111,16 @@ impl Rig {
                 .unwrap()
                 .iter()
                 .filter_map(|l| l["text"].as_str())
-                .filter_map(|t| t.strip_prefix(&format!("{var} ")))
-                .last()
+                .rev()
+                .find_map(|t| t.strip_prefix(&format!("{var} ")))
                 .map(|rest| rest.split_whitespace().next().unwrap().to_string());
             if let Some(v) = last {
                 return v;
             }
-            assert!(Instant::now() < deadline, "{name} never printed {var}: {logs}");
+            assert!(
+                Instant::now() < deadline,
+                "{name} never printed {var}: {logs}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -144,7 +147,10 @@ fn sha(s: &str) -> String {
 }
 
 fn canary() -> String {
-    format!("canary-{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
+    format!(
+        "canary-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..16]
+    )
 }
 
 #[tokio::test]
@@ -201,7 +207,12 @@ async fn secrets_reach_the_container_with_clear_precedence_and_changes_mark_a_re
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["name"].as_str().unwrap().to_string(), s["effective"] == true))
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["effective"] == true,
+            )
+        })
         .collect();
     assert_eq!(
         inherited,
@@ -324,9 +335,7 @@ async fn values_are_sealed_bound_to_their_identity_and_tampering_is_refused() {
     let body = r.text().await.unwrap();
     assert!(!body.contains("value-"), "{body}");
     // An apply that needs them fails clearly and changes nothing.
-    let r = rig
-        .send(Method::POST, &format!("{a}/start"), None)
-        .await;
+    let r = rig.send(Method::POST, &format!("{a}/start"), None).await;
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
     let body = r.text().await.unwrap();
     assert!(body.contains("FIRST") || body.contains("SECOND"), "{body}");
@@ -380,8 +389,12 @@ async fn values_are_sealed_bound_to_their_identity_and_tampering_is_refused() {
 async fn reveal_and_export_need_the_admin_scope_and_a_fresh_password() {
     let rig = Rig::start().await;
     let group = format!("{}-g", rig.scratch.prefix);
-    rig.ok(Method::POST, "/secret-groups", Some(json!({ "name": group })))
-        .await;
+    rig.ok(
+        Method::POST,
+        "/secret-groups",
+        Some(json!({ "name": group })),
+    )
+    .await;
     let g = format!("/secret-groups/{group}");
     rig.put_secret(&g, "TOKEN", "t0ken").await;
 
@@ -418,19 +431,32 @@ async fn reveal_and_export_need_the_admin_scope_and_a_fresh_password() {
             .json(&body)
             .send()
     };
-    let r = bearer(&write, Method::PUT, &format!("{g}/secrets/FROM_TOKEN"), json!({ "value": "x" }))
-        .await
-        .unwrap();
+    let r = bearer(
+        &write,
+        Method::PUT,
+        &format!("{g}/secrets/FROM_TOKEN"),
+        json!({ "value": "x" }),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    for path in [format!("{g}/secrets/TOKEN/reveal"), format!("{g}/secrets/export")] {
+    for path in [
+        format!("{g}/secrets/TOKEN/reveal"),
+        format!("{g}/secrets/export"),
+    ] {
         let r = bearer(&write, Method::POST, &path, json!({ "password": PASSWORD }))
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
     }
-    let r = bearer(&read, Method::PUT, &format!("{g}/secrets/NOPE"), json!({ "value": "x" }))
-        .await
-        .unwrap();
+    let r = bearer(
+        &read,
+        Method::PUT,
+        &format!("{g}/secrets/NOPE"),
+        json!({ "value": "x" }),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let r = bearer(&read, Method::GET, &format!("{g}/secrets"), json!(null))
         .await
@@ -448,8 +474,12 @@ async fn reveal_and_export_need_the_admin_scope_and_a_fresh_password() {
     let text = exported["dotenv"].as_str().unwrap().to_string();
     assert!(text.contains("TOKEN=t0ken"), "{text}");
     let other = format!("{}-h", rig.scratch.prefix);
-    rig.ok(Method::POST, "/secret-groups", Some(json!({ "name": other })))
-        .await;
+    rig.ok(
+        Method::POST,
+        "/secret-groups",
+        Some(json!({ "name": other })),
+    )
+    .await;
     let h = format!("/secret-groups/{other}");
     rig.ok(
         Method::POST,
@@ -467,8 +497,12 @@ async fn reveal_and_export_need_the_admin_scope_and_a_fresh_password() {
 async fn dotenv_imports_are_all_or_nothing_and_report_every_bad_line() {
     let rig = Rig::start().await;
     let group = format!("{}-env", rig.scratch.prefix);
-    rig.ok(Method::POST, "/secret-groups", Some(json!({ "name": group })))
-        .await;
+    rig.ok(
+        Method::POST,
+        "/secret-groups",
+        Some(json!({ "name": group })),
+    )
+    .await;
     let g = format!("/secret-groups/{group}");
     rig.put_secret(&g, "KEEP", "same").await;
     rig.put_secret(&g, "OLD", "old").await;
@@ -487,7 +521,10 @@ async fn dotenv_imports_are_all_or_nothing_and_report_every_bad_line() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["field"], "dotenv");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("line 2") && message.contains("line 4"), "{message}");
+    assert!(
+        message.contains("line 2") && message.contains("line 4"),
+        "{message}"
+    );
     assert!(!message.contains("secret-in-bad-line") && !message.contains("never closed"));
     let names = |v: &Value| -> BTreeSet<String> {
         v["secrets"]
@@ -498,7 +535,10 @@ async fn dotenv_imports_are_all_or_nothing_and_report_every_bad_line() {
             .collect()
     };
     let before = rig.ok(Method::GET, &format!("{g}/secrets"), None).await;
-    assert_eq!(names(&before), BTreeSet::from(["KEEP".into(), "OLD".into()]));
+    assert_eq!(
+        names(&before),
+        BTreeSet::from(["KEEP".into(), "OLD".into()])
+    );
 
     // Quoting, comments, export prefixes, CRLF; a dry run previews only.
     let good = "\u{feff}# app settings\r\nexport KEEP=same\r\nURL=\"postgres://u:p@db/x?a=1#frag\"  # inline comment\r\nMULTI=\"line one\nline two\"\nLITERAL='$HOME and \\n stay'\nHASH=a#b\nEMPTY=\n";
@@ -543,18 +583,62 @@ async fn dotenv_imports_are_all_or_nothing_and_report_every_bad_line() {
 async fn bad_input_is_refused_naming_the_field_and_changes_nothing() {
     let rig = Rig::start().await;
     let group = format!("{}-bad", rig.scratch.prefix);
-    rig.ok(Method::POST, "/secret-groups", Some(json!({ "name": group })))
-        .await;
+    rig.ok(
+        Method::POST,
+        "/secret-groups",
+        Some(json!({ "name": group })),
+    )
+    .await;
     let g = format!("/secret-groups/{group}");
     let cases: Vec<(String, Value, StatusCode, &str)> = vec![
-        (format!("{g}/secrets/lower"), json!({ "value": "v" }), StatusCode::UNPROCESSABLE_ENTITY, "name"),
-        (format!("{g}/secrets/1ST"), json!({ "value": "v" }), StatusCode::UNPROCESSABLE_ENTITY, "name"),
-        (format!("{g}/secrets/A%3Bid"), json!({ "value": "v" }), StatusCode::UNPROCESSABLE_ENTITY, "name"),
-        (format!("{g}/secrets/BIG"), json!({ "value": "x".repeat(32 * 1024 + 1) }), StatusCode::UNPROCESSABLE_ENTITY, "value"),
-        (format!("{g}/secrets/NUL"), json!({ "value": "a\u{0}b" }), StatusCode::UNPROCESSABLE_ENTITY, "value"),
-        (format!("{g}/secrets/EXTRA"), json!({ "value": "v", "other": 1 }), StatusCode::UNPROCESSABLE_ENTITY, ""),
-        ("/secret-groups/missing/secrets/KEY".into(), json!({ "value": "v" }), StatusCode::NOT_FOUND, ""),
-        ("/apps/missing/secrets/KEY".into(), json!({ "value": "v" }), StatusCode::NOT_FOUND, ""),
+        (
+            format!("{g}/secrets/lower"),
+            json!({ "value": "v" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name",
+        ),
+        (
+            format!("{g}/secrets/1ST"),
+            json!({ "value": "v" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name",
+        ),
+        (
+            format!("{g}/secrets/A%3Bid"),
+            json!({ "value": "v" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name",
+        ),
+        (
+            format!("{g}/secrets/BIG"),
+            json!({ "value": "x".repeat(32 * 1024 + 1) }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "value",
+        ),
+        (
+            format!("{g}/secrets/NUL"),
+            json!({ "value": "a\u{0}b" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "value",
+        ),
+        (
+            format!("{g}/secrets/EXTRA"),
+            json!({ "value": "v", "other": 1 }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "",
+        ),
+        (
+            "/secret-groups/missing/secrets/KEY".into(),
+            json!({ "value": "v" }),
+            StatusCode::NOT_FOUND,
+            "",
+        ),
+        (
+            "/apps/missing/secrets/KEY".into(),
+            json!({ "value": "v" }),
+            StatusCode::NOT_FOUND,
+            "",
+        ),
     ];
     for (path, body, status, field) in cases {
         let r = rig.send(Method::PUT, &path, Some(body)).await;
@@ -566,14 +650,21 @@ async fn bad_input_is_refused_naming_the_field_and_changes_nothing() {
     for (body, field) in [
         (json!({ "name": "Bad_Name" }), "name"),
         (json!({ "name": "a;b" }), "name"),
-        (json!({ "name": "ok", "description": "two\nlines" }), "description"),
+        (
+            json!({ "name": "ok", "description": "two\nlines" }),
+            "description",
+        ),
     ] {
         let r = rig.send(Method::POST, "/secret-groups", Some(body)).await;
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(error_of(r).await.1.as_deref(), Some(field));
     }
     let r = rig
-        .send(Method::POST, "/secret-groups", Some(json!({ "name": group })))
+        .send(
+            Method::POST,
+            "/secret-groups",
+            Some(json!({ "name": group })),
+        )
         .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
 
@@ -606,8 +697,12 @@ async fn bad_input_is_refused_naming_the_field_and_changes_nothing() {
 async fn concurrent_writes_and_a_rotation_leave_one_whole_value_each() {
     let rig = Rig::start().await;
     let group = format!("{}-race", rig.scratch.prefix);
-    rig.ok(Method::POST, "/secret-groups", Some(json!({ "name": group })))
-        .await;
+    rig.ok(
+        Method::POST,
+        "/secret-groups",
+        Some(json!({ "name": group })),
+    )
+    .await;
     let g = format!("/secret-groups/{group}");
     for i in 0..20 {
         rig.put_secret(&g, &format!("STEADY_{i}"), &format!("steady-{i}"))
@@ -634,7 +729,11 @@ async fn concurrent_writes_and_a_rotation_leave_one_whole_value_each() {
         assert_eq!(r.status(), StatusCode::OK);
     }
     let out = rotation.await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let listed = rig.ok(Method::GET, &format!("{g}/secrets"), None).await;
     let contested: Vec<&Value> = listed["secrets"]
@@ -664,8 +763,12 @@ async fn concurrent_writes_and_a_rotation_leave_one_whole_value_each() {
 async fn rotate_key_re_encrypts_everything_and_replaces_the_master_key() {
     let rig = Rig::start().await;
     let group = format!("{}-rot", rig.scratch.prefix);
-    rig.ok(Method::POST, "/secret-groups", Some(json!({ "name": group })))
-        .await;
+    rig.ok(
+        Method::POST,
+        "/secret-groups",
+        Some(json!({ "name": group })),
+    )
+    .await;
     let g = format!("/secret-groups/{group}");
     let values: Vec<(String, String)> = (0..30)
         .map(|i| (format!("KEY_{i}"), format!("value-{i}-\u{e9}\n\"q\"")))
@@ -696,7 +799,11 @@ async fn rotate_key_re_encrypts_everything_and_replaces_the_master_key() {
         .arg(&dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("Re-encrypted 30 secret(s)"));
 
     let after = snapshot().await;
@@ -769,11 +876,10 @@ async fn the_recovery_key_from_setup_restores_a_lost_master_key() {
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     // The store keeps only the public half.
-    let stored: String =
-        sqlx::query_scalar("SELECT recovery_recipient FROM key_ring WHERE id = 1")
-            .fetch_one(&app.state.db)
-            .await
-            .unwrap();
+    let stored: String = sqlx::query_scalar("SELECT recovery_recipient FROM key_ring WHERE id = 1")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
     assert!(stored.starts_with("age1"));
     assert!(!app.audit_dump().await.contains(&recovery));
 
@@ -801,7 +907,9 @@ async fn the_recovery_key_from_setup_restores_a_lost_master_key() {
     let r = stranger
         .client
         .post(stranger.api("/setup"))
-        .json(&json!({ "token": stranger.setup_token(), "username": USERNAME, "password": PASSWORD }))
+        .json(
+            &json!({ "token": stranger.setup_token(), "username": USERNAME, "password": PASSWORD }),
+        )
         .send()
         .await
         .unwrap();
@@ -815,7 +923,11 @@ async fn the_recovery_key_from_setup_restores_a_lost_master_key() {
     assert!(!dir.join("master.key").exists());
 
     let out = recover(format!("{recovery}\n"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(dir.join("master.key").exists());
     let restarted = spawn_with(|c| *c = berth::config::Config::for_tests(&dir)).await;
     let csrf = restarted.login(&restarted.client).await;
@@ -846,7 +958,10 @@ async fn the_recovery_key_from_setup_restores_a_lost_master_key() {
         .to_string();
     assert_ne!(newer, recovery);
     std::fs::remove_file(dir.join("master.key")).unwrap();
-    assert!(!recover(recovery).status.success(), "the old key is retired");
+    assert!(
+        !recover(recovery).status.success(),
+        "the old key is retired"
+    );
     assert!(recover(newer).status.success());
 }
 
@@ -939,7 +1054,12 @@ async fn a_canary_secret_never_leaks_but_the_container_sees_it() {
 
     let group = format!("{}-canary", scratch.prefix);
     let name = scratch.name("canary");
-    call(Method::POST, "/secret-groups", Some(json!({ "name": group }))).await;
+    call(
+        Method::POST,
+        "/secret-groups",
+        Some(json!({ "name": group })),
+    )
+    .await;
     let (s, _) = call(
         Method::PUT,
         &format!("/secret-groups/{group}/secrets/SHARED_CANARY"),
@@ -969,11 +1089,26 @@ async fn a_canary_secret_never_leaks_but_the_container_sees_it() {
     assert_eq!(change["needs_redeploy"], json!([name]));
     // Refusals that carry the value must not echo it.
     for (path, body) in [
-        (format!("/apps/{name}/secrets/bad;name"), json!({ "value": secret })),
-        (format!("/apps/{name}/secrets/NUL"), json!({ "value": format!("{secret}\u{0}") })),
-        (format!("/apps/{name}/secrets/BIG"), json!({ "value": format!("{secret}{}", "x".repeat(40_000)) })),
-        (format!("/apps/{name}/secrets/X"), json!({ "value": secret, "unknown": secret })),
-        (format!("/apps/{name}/secrets/X"), json!({ "value": [secret] })),
+        (
+            format!("/apps/{name}/secrets/bad;name"),
+            json!({ "value": secret }),
+        ),
+        (
+            format!("/apps/{name}/secrets/NUL"),
+            json!({ "value": format!("{secret}\u{0}") }),
+        ),
+        (
+            format!("/apps/{name}/secrets/BIG"),
+            json!({ "value": format!("{secret}{}", "x".repeat(40_000)) }),
+        ),
+        (
+            format!("/apps/{name}/secrets/X"),
+            json!({ "value": secret, "unknown": secret }),
+        ),
+        (
+            format!("/apps/{name}/secrets/X"),
+            json!({ "value": [secret] }),
+        ),
     ] {
         let (s, _) = call(Method::PUT, &path, Some(body)).await;
         assert!(s.is_client_error(), "{path}: {s}");
@@ -1005,7 +1140,10 @@ async fn a_canary_secret_never_leaks_but_the_container_sees_it() {
         {
             break text;
         }
-        assert!(Instant::now() < deadline, "the container never saw the canary: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "the container never saw the canary: {text}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(!logs.contains(&secret));
@@ -1030,10 +1168,16 @@ async fn a_canary_secret_never_leaks_but_the_container_sees_it() {
         assert_eq!(s, StatusCode::OK, "{path}");
     }
     let (_, env) = call(Method::GET, &format!("/containers/{id}/env"), None).await;
-    assert!(env.to_string().contains("\"visible\""), "plain values are shown: {env}");
+    assert!(
+        env.to_string().contains("\"visible\""),
+        "plain values are shown: {env}"
+    );
     assert!(answers.contains("SHARED_CANARY") && answers.contains("PLAIN"));
     assert!(!answers.contains(&secret), "an API answer holds the canary");
-    assert!(!answers.contains(&group_secret), "an API answer holds the group canary");
+    assert!(
+        !answers.contains(&group_secret),
+        "an API answer holds the group canary"
+    );
 
     // The one way out: reveal, with the password; audited without the value.
     let revealed: Value = http
@@ -1064,10 +1208,17 @@ async fn a_canary_secret_never_leaks_but_the_container_sees_it() {
     let leaks: Vec<String> = log
         .lines()
         .filter(|l| l.contains(&secret) || l.contains(&group_secret))
-        .map(|l| l.replace(&secret, "<CANARY>").replace(&group_secret, "<GROUP CANARY>"))
+        .map(|l| {
+            l.replace(&secret, "<CANARY>")
+                .replace(&group_secret, "<GROUP CANARY>")
+        })
         .map(|l| l.chars().take(400).collect())
         .collect();
-    assert!(leaks.is_empty(), "the log holds a canary:\n{}", leaks.join("\n"));
+    assert!(
+        leaks.is_empty(),
+        "the log holds a canary:\n{}",
+        leaks.join("\n")
+    );
     // At rest: not in the database, its WAL, or anything else in the data dir.
     for entry in walk(&data) {
         let bytes = std::fs::read(&entry).unwrap();
