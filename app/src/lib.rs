@@ -37,6 +37,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/account") view=Account/>
                 <Route path=path!("/apps") view=Apps/>
                 <Route path=path!("/apps/:name") view=AppPage/>
+                <Route path=path!("/apps/:name/secrets") view=AppSecrets/>
                 <Route path=path!("/stacks") view=Stacks/>
                 <Route path=path!("/domains") view=Domains/>
                 <Route path=path!("/domains/:host") view=DomainPage/>
@@ -44,6 +45,9 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/certificates/:id") view=CertificatePage/>
                 <Route path=path!("/acme") view=CertificateSettings/>
                 <Route path=path!("/notifications") view=Notifications/>
+                <Route path=path!("/secrets") view=SecretKeys/>
+                <Route path=path!("/secret-groups") view=SecretGroups/>
+                <Route path=path!("/secret-groups/:group") view=SecretGroupPage/>
                 <Route path=path!("/containers") view=Containers/>
                 <Route path=path!("/images") view=Images/>
                 <Route path=path!("/volumes") view=Volumes/>

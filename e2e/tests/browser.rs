@@ -242,6 +242,27 @@ async fn steps(run: &mut Run, data: &Path) {
     run.shot("wizard-account").await;
     run.click("form button[type=submit]").await;
 
+    // The recovery key is shown once; Continue waits for the admin to say
+    // it is stored.
+    let shown = run.wait_css("#recovery-key").await;
+    let recovery = shown.prop("value").await.unwrap().unwrap_or_default();
+    assert!(
+        recovery.starts_with("AGE-SECRET-KEY-1"),
+        "a recovery key is shown"
+    );
+    assert_eq!(
+        run.wait_css("#recovery-key-continue")
+            .await
+            .attr("disabled")
+            .await
+            .unwrap(),
+        Some("true".into()),
+        "Continue waits for the checkbox"
+    );
+    run.shot("wizard-recovery-key").await;
+    run.click("#recovery-key-stored").await;
+    run.click("#recovery-key-continue").await;
+
     run.wait_css("#panel-domain").await;
     run.type_into("#panel-domain", "panel.example.com").await;
     run.type_into("#acme-email", "ops@example.com").await;
@@ -255,6 +276,7 @@ async fn steps(run: &mut Run, data: &Path) {
     assert!(!data.join("setup-token").exists(), "setup token removed");
 
     apps(run).await;
+    secrets(run).await;
     domains(run).await;
     certificates(run).await;
 
@@ -465,12 +487,17 @@ async fn apps(run: &mut Run) {
 
     // Delete it again through the panel.
     run.goto(&format!("/apps/{name}")).await;
+    delete_app(run, &name).await;
+}
+
+/// Deletes the app shown on its page and waits until its container is gone.
+async fn delete_app(run: &Run, name: &str) {
     run.click("#delete").await;
     run.click("#confirm-delete").await;
     let deadline = Instant::now() + WAIT;
     loop {
         let gone = Command::new("docker")
-            .args(["inspect", &name])
+            .args(["inspect", name])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -481,6 +508,126 @@ async fn apps(run: &mut Run) {
         assert!(Instant::now() < deadline, "the app's container was removed");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Shared and app secrets through the panel: a group and its secret, an
+/// app attached to it that sees the value (it prints only a hash), a `.env`
+/// import checked line by line, the needs-redeploy notice and its button,
+/// reveal behind the password, and the masked container environment. No
+/// value stays in the page once saved or hidden.
+async fn secrets(run: &mut Run) {
+    use sha2::Digest;
+    let sha = |v: &str| hex::encode(sha2::Sha256::digest(v.as_bytes()));
+    ensure_test_image();
+    let name = format!("e2e{}-vault", std::process::id());
+    let _cleanup = RemoveContainer(name.clone());
+    let shared = "shared-e2e-value-7d1c";
+    let imported = "imported-e2e-value-42aa";
+
+    run.goto("/secret-groups").await;
+    run.type_into("#group-name", "e2e-shared").await;
+    run.type_into("#group-description", "values every e2e app gets")
+        .await;
+    run.click("#create-group").await;
+    run.wait_css("#group-created").await;
+    run.wait_css("#secret-groups tr[data-group='e2e-shared']")
+        .await;
+
+    run.goto("/secret-groups/e2e-shared").await;
+    run.type_into("#secret-name", "SHARED_TOKEN").await;
+    run.type_into("#secret-value", shared).await;
+    run.click("#save-secret").await;
+    run.wait_css("#secret-saved").await;
+    run.wait_text(
+        "#secrets tr[data-secret='SHARED_TOKEN'] .length",
+        &shared.len().to_string(),
+    )
+    .await;
+    assert!(
+        !run.client.source().await.unwrap().contains(shared),
+        "the value left the page once saved"
+    );
+    run.shot("secret-group").await;
+
+    // An app attached to the group sees its value.
+    run.goto("/apps").await;
+    run.type_into("#new-app [name=name]", &name).await;
+    run.type_into("#new-app [name=image]", TEST_IMAGE).await;
+    run.type_into(
+        "#new-app [name=command]",
+        "sh\n-c\nprintf %s \"$SHARED_TOKEN\" | sha256sum; printf %s \"$APP_KEY\" | sha256sum; exec sleep 3600",
+    )
+    .await;
+    run.type_into("#app-secret-groups", "e2e-shared").await;
+    run.click("#create-app").await;
+    run.wait_text("#logs", &sha(shared)).await;
+
+    // Import a .env: the bad line is reported by number before anything is
+    // sent; fixed, the dry run previews, then it is imported.
+    run.goto(&format!("/apps/{name}/secrets")).await;
+    run.type_into(
+        "#import-dotenv",
+        &format!("# app settings\nAPP_KEY={imported}\nnot a line\n"),
+    )
+    .await;
+    run.wait_css("#import-errors li[data-line='3']").await;
+    run.shot("secret-import-errors").await;
+    run.wait_css("#import-dotenv").await.clear().await.unwrap();
+    run.type_into(
+        "#import-dotenv",
+        &format!("# app settings\nAPP_KEY={imported}\n"),
+    )
+    .await;
+    run.wait_css("#import-valid").await;
+    run.click("#import-preview").await;
+    run.wait_text("#import-added", "APP_KEY").await;
+    run.click("#import-submit").await;
+    run.wait_css("#secrets tr[data-secret='APP_KEY']").await;
+    run.wait_css("#inherited-secrets tr[data-secret='SHARED_TOKEN'][data-effective='true']")
+        .await;
+
+    // The running container still has the old environment: redeploy.
+    run.wait_text("#needs-redeploy-apps", &name).await;
+    run.shot("secret-needs-redeploy").await;
+    run.click(&format!(
+        "li[data-app='{name}'] button[data-action=redeploy]"
+    ))
+    .await;
+    run.wait_css("#redeployed").await;
+
+    // Reveal asks for the password, then hides again.
+    run.click("#secrets tr[data-secret='APP_KEY'] [data-action=reveal]")
+        .await;
+    run.type_into("#reveal-password", PASSWORD).await;
+    run.click("#reveal-confirm").await;
+    let value = run.wait_css("#revealed-value").await;
+    assert_eq!(
+        value.prop("value").await.unwrap().as_deref(),
+        Some(imported)
+    );
+    run.shot("secret-revealed").await;
+    run.click("#reveal-hide").await;
+    let deadline = Instant::now() + WAIT;
+    while run.client.source().await.unwrap().contains(imported) {
+        assert!(
+            Instant::now() < deadline,
+            "the revealed value left the page"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The app page: the new container saw the value; the environment view
+    // masks secrets.
+    run.goto(&format!("/apps/{name}")).await;
+    run.wait_text("#logs", &sha(imported)).await;
+    run.wait_css("#container-env tr[data-env='APP_KEY'] .masked")
+        .await;
+    run.wait_css("#container-env tr[data-env='SHARED_TOKEN'] .masked")
+        .await;
+    let page = run.client.source().await.unwrap();
+    assert!(!page.contains(imported) && !page.contains(shared));
+    run.shot("app-secret-env").await;
+    delete_app(run, &name).await;
 }
 
 /// A one-answer HTTP upstream on loopback for the domain step.

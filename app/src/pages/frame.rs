@@ -12,6 +12,10 @@ use super::CAPABILITIES;
 use crate::api::{Me, SetupStatus};
 use crate::client::{self, ClientError};
 
+/// Pages listed under a capability in the navigation: (capability slug,
+/// path, name).
+const SUBPAGES: &[(&str, &str, &str)] = &[("secrets", "/secret-groups", "Secret groups")];
+
 #[derive(Clone, Copy, Default)]
 pub struct Auth {
     pub me: RwSignal<Option<Me>>,
@@ -129,6 +133,11 @@ fn Layout(
                                     <A href=format!("/{}", c.slug)>{c.name}</A>
                                     {(!c.built).then(|| view! { <span class="badge">"planned"</span> })}
                                 </li>
+                                {SUBPAGES
+                                    .iter()
+                                    .filter(|(slug, _, _)| *slug == c.slug)
+                                    .map(|(_, href, name)| view! { <li class="sub"><A href=*href>{*name}</A></li> })
+                                    .collect_view()}
                             }
                         })
                         .collect_view()}

@@ -36,7 +36,7 @@ pub const CAPABILITIES: &[Capability] = &[
         slug: "secrets",
         name: "Secrets",
         summary: "Environment secrets encrypted at rest and injected into containers.",
-        built: false,
+        built: true,
     },
     Capability {
         slug: "firewall",

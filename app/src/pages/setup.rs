@@ -1,19 +1,22 @@
-//! The first-run wizard: setup token → admin account → basics → dashboard.
+//! The first-run wizard: setup token → admin account → recovery key (shown
+//! once) → basics → dashboard.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_meta::Title;
 use leptos_router::hooks::use_navigate;
 
+use super::secrets::RecoveryKeyShown;
 use super::widgets::{invalid, ErrorMessage};
 use super::Auth;
-use crate::api::{SessionInfo, Settings, SetupRequest, SetupStatus};
+use crate::api::{Settings, SetupComplete, SetupRequest, SetupStatus};
 use crate::client::{self, ClientError};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Step {
     Token,
     Account,
+    RecoveryKey,
     Basics,
 }
 
@@ -31,6 +34,9 @@ pub fn SetupWizard() -> impl IntoView {
     let confirm = RwSignal::new(String::new());
     let panel_domain = RwSignal::new(String::new());
     let acme_email = RwSignal::new(String::new());
+    // Shown once, then dropped: berth keeps only its public half.
+    let recovery_key = RwSignal::new(None::<String>);
+    let key_stored = RwSignal::new(false);
 
     // Someone already finished setup: this page has nothing to offer.
     Effect::new({
@@ -80,7 +86,7 @@ pub fn SetupWizard() -> impl IntoView {
         };
         busy.set(true);
         spawn_local(async move {
-            match client::send::<_, SessionInfo>("POST", "/api/v1/setup", &req).await {
+            match client::send::<_, SetupComplete>("POST", "/api/v1/setup", &req).await {
                 Ok(s) => {
                     error.set(None);
                     password.set(String::new());
@@ -89,7 +95,8 @@ pub fn SetupWizard() -> impl IntoView {
                     // dashboard fetches the full `me` afterwards.
                     client::set_csrf(Some(s.csrf_token));
                     auth.me.set(None);
-                    step.set(Step::Basics);
+                    recovery_key.set(Some(s.recovery_key));
+                    step.set(Step::RecoveryKey);
                 }
                 Err(e) => {
                     if e.status == 403 {
@@ -100,6 +107,14 @@ pub fn SetupWizard() -> impl IntoView {
             }
             busy.set(false);
         });
+    };
+
+    let key_done = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        if key_stored.get_untracked() {
+            recovery_key.set(None);
+            step.set(Step::Basics);
+        }
     };
 
     let save_basics = {
@@ -131,6 +146,7 @@ pub fn SetupWizard() -> impl IntoView {
             <ol class="steps" aria-label="Setup steps">
                 <li aria-current=move || (step.get() == Step::Token).then_some("step")>"Setup token"</li>
                 <li aria-current=move || (step.get() == Step::Account).then_some("step")>"Admin account"</li>
+                <li aria-current=move || (step.get() == Step::RecoveryKey).then_some("step")>"Recovery key"</li>
                 <li aria-current=move || (step.get() == Step::Basics).then_some("step")>"Basics"</li>
             </ol>
             <ErrorMessage error/>
@@ -163,6 +179,24 @@ pub fn SetupWizard() -> impl IntoView {
                         autocomplete="new-password" required aria-invalid=invalid(error, "confirm")
                         bind:value=confirm/>
                     <button type="submit" disabled=move || busy.get()>"Create admin"</button>
+                </form>
+            </Show>
+            <Show when=move || step.get() == Step::RecoveryKey>
+                <form id="recovery-key-form" on:submit=key_done>
+                    {move || recovery_key.get().map(|key| view! {
+                        <RecoveryKeyShown key input_id="recovery-key"/>
+                    })}
+                    <p>
+                        "berth seals its secrets with "<code>"master.key"</code>" in its data dir. Keep the "
+                        "recovery key somewhere else (a password manager, or printed): with both on this host, "
+                        "one lost disk loses both. A new one can be made later under Secrets, which retires this one."
+                    </p>
+                    <label class="check">
+                        <input type="checkbox" id="recovery-key-stored" bind:checked=key_stored/>
+                        "I have stored the recovery key"
+                    </label>
+                    <button type="submit" id="recovery-key-continue"
+                        disabled=move || !key_stored.get()>"Continue"</button>
                 </form>
             </Show>
             <Show when=move || step.get() == Step::Basics>

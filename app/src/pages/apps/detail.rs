@@ -1,8 +1,10 @@
-//! One app: status and why, its container, the last apply, actions, the
-//! settings editor (spec as JSON, previewed as a plan before applying), the
-//! plan to converge after drift, live logs and resource charts.
+//! One app: status and why (and whether it needs a redeploy), its container
+//! and the environment it runs with (secret values masked), the last apply,
+//! actions, its secrets at a glance, the settings editor (spec as JSON,
+//! previewed as a plan before applying), the plan to converge after drift,
+//! live logs and resource charts.
 
-use leptos::either::Either;
+use leptos::either::{Either, EitherOf3};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::components::A;
@@ -14,7 +16,8 @@ use super::super::widgets::{
 use super::super::Frame;
 use super::live::{LogsPanel, StatsPanel};
 use super::spec_lines::port_label;
-use crate::api::{App, AppSpec, AppStatus, ApplyResult, Plan};
+use super::{redeploy_reasons, NeedsRedeployBadge};
+use crate::api::{App, AppSpec, AppStatus, ApplyResult, EnvEntry, Plan, SecretList};
 use crate::client::{self, ClientError};
 
 #[component]
@@ -29,8 +32,22 @@ pub fn AppPage() -> impl IntoView {
     }
 }
 
+/// The spec as the editor shows it. The API leaves the secret fields out
+/// while they are empty or off; the editor adds them at the end, so that
+/// they can be found and edited.
 fn pretty(spec: &AppSpec) -> String {
-    serde_json::to_string_pretty(spec).unwrap_or_default()
+    let text = serde_json::to_string_pretty(spec).unwrap_or_default();
+    let mut extra = Vec::new();
+    if spec.secret_groups.is_empty() {
+        extra.push("  \"secret_groups\": []");
+    }
+    if !spec.redeploy_on_secret_change {
+        extra.push("  \"redeploy_on_secret_change\": false");
+    }
+    match text.strip_suffix("\n}") {
+        Some(body) if !extra.is_empty() => format!("{body},\n{}\n}}", extra.join(",\n")),
+        _ => text,
+    }
 }
 
 #[component]
@@ -106,6 +123,9 @@ fn AppBody(name: String) -> impl IntoView {
         <ErrorMessage error/>
         {move || not_found().then(|| view! { <p><A href="/apps">"Back to the apps"</A></p> })}
         {move || app.get().map(|a| view! { <Summary app=a/> })}
+        {move || app.get().filter(|a| a.needs_redeploy).map(|a| view! {
+            <RedeployNotice reasons=a.reasons busy act/>
+        })}
         {move || has_app.get().then(|| view! {
             <Actions busy act delete_path=base.get_value()/>
             {move || converge.get().map(|p| view! {
@@ -117,6 +137,7 @@ fn AppBody(name: String) -> impl IntoView {
                         on:click=move |_| act("apply")>"Apply"</button>
                 </section>
             })}
+            <SecretsSummary name=name.clone()/>
             <Settings spec_text base=base.get_value() on_saved=move |a: App| {
                 spec_text.set(pretty(&a.spec));
                 show(a);
@@ -125,7 +146,8 @@ fn AppBody(name: String) -> impl IntoView {
                 let name = name.clone();
                 // New container (created, recreated, redeployed): new streams.
                 move || match container_id.get() {
-                    Some(_) => Either::Left(view! {
+                    Some(id) => Either::Left(view! {
+                        <ContainerEnv id/>
                         <LogsPanel name=name.clone()/>
                         <StatsPanel name=name.clone()/>
                     }),
@@ -149,8 +171,20 @@ fn Summary(app: App) -> impl IntoView {
         last_apply,
         stack,
         spec,
+        needs_redeploy,
         ..
     } = app;
+    // Those about the pending redeploy are listed in its notice instead.
+    let in_notice = if needs_redeploy {
+        redeploy_reasons(&reasons)
+    } else {
+        Vec::new()
+    };
+    let listed: Vec<String> = reasons
+        .iter()
+        .filter(|r| !in_notice.contains(r))
+        .cloned()
+        .collect();
     view! {
         <section aria-labelledby="status-heading" class="summary">
             <h2 id="status-heading" class="visually-hidden">"Status"</h2>
@@ -159,9 +193,9 @@ fn Summary(app: App) -> impl IntoView {
                 " "<code>{spec.image.clone()}</code>
                 {stack.map(|s| view! { " · stack "<A href="/stacks">{s}</A> })}
             </p>
-            {(!reasons.is_empty()).then(|| view! {
+            {(!listed.is_empty()).then(|| view! {
                 <ul class="reasons" id="reasons">
-                    {reasons.into_iter().map(|r| view! { <li>{r}</li> }).collect_view()}
+                    {listed.into_iter().map(|r| view! { <li>{r}</li> }).collect_view()}
                 </ul>
             })}
             <dl class="settings">
@@ -196,6 +230,118 @@ fn Summary(app: App) -> impl IntoView {
                     {last_apply.map(|result| view! { <LastApply result/> })}
                 </dd>
             </dl>
+        </section>
+    }
+}
+
+/// The container runs with older settings or secrets than the stored ones.
+#[component]
+fn RedeployNotice(
+    reasons: Vec<String>,
+    busy: RwSignal<bool>,
+    act: impl Fn(&'static str) + Copy + 'static,
+) -> impl IntoView {
+    view! {
+        <section class="redeploy-box" id="needs-redeploy" aria-labelledby="needs-redeploy-heading">
+            <h2 id="needs-redeploy-heading" class="visually-hidden">"Needs redeploy"</h2>
+            <p>
+                <NeedsRedeployBadge reasons=reasons.clone()/>
+                " The container was made from other settings or secrets than the ones stored now."
+            </p>
+            <ul class="reasons" id="redeploy-reasons">
+                {redeploy_reasons(&reasons).into_iter().map(|r| view! { <li>{r}</li> }).collect_view()}
+            </ul>
+            <button type="button" id="redeploy-now" disabled=busy on:click=move |_| act("redeploy")
+                title="Recreate the container with the current settings and secrets, keeping volumes">"Redeploy now"</button>
+        </section>
+    }
+}
+
+/// How many secrets the app has, from itself and from its groups, and the
+/// way to its secrets page.
+#[component]
+fn SecretsSummary(name: String) -> impl IntoView {
+    let list = RwSignal::new(None::<SecretList>);
+    let path = StoredValue::new(format!("/api/v1/apps/{name}/secrets"));
+    Effect::new(move |_| {
+        spawn_local(async move {
+            // Only a summary: the secrets page shows what went wrong.
+            if let Ok(l) = client::get::<SecretList>(&path.get_value()).await {
+                list.set(Some(l));
+            }
+        })
+    });
+    let href = format!("/apps/{name}/secrets");
+    view! {
+        <section aria-labelledby="app-secrets-heading">
+            <h2 id="app-secrets-heading">"Secrets"</h2>
+            <p id="app-secrets-summary">
+                {move || list.get().map(|l| {
+                    let used = l.inherited.iter().filter(|s| s.effective).count();
+                    let groups = if l.linked.is_empty() {
+                        "no groups".to_string()
+                    } else {
+                        format!("groups {}", l.linked.join(", "))
+                    };
+                    format!(
+                        "{} own, {} from {groups} ({used} in effect). ",
+                        l.secrets.len(),
+                        l.inherited.len()
+                    )
+                })}
+                <a href=href id="app-secrets-link">"Manage secrets"</a>
+            </p>
+        </section>
+    }
+}
+
+/// The environment the container was created with; berth's secrets masked.
+#[component]
+fn ContainerEnv(id: String) -> impl IntoView {
+    let entries = RwSignal::new(None::<Vec<EnvEntry>>);
+    let error = RwSignal::new(None::<ClientError>);
+    let path = StoredValue::new(format!("/api/v1/containers/{id}/env"));
+    Effect::new(move |_| {
+        spawn_local(async move {
+            match client::get::<Vec<EnvEntry>>(&path.get_value()).await {
+                Ok(e) => entries.set(Some(e)),
+                Err(e) => error.set(Some(e)),
+            }
+        })
+    });
+    view! {
+        <section aria-labelledby="env-heading">
+            <h2 id="env-heading">"Environment"</h2>
+            <p class="help">
+                "What the container runs with, image defaults included. Secret values are masked here "
+                "(whoever can run "<code>"docker inspect"</code>" on the host still sees them)."
+            </p>
+            <ErrorMessage error/>
+            {move || entries.get().map(|list| view! {
+                <table class="data env" id="container-env">
+                    <thead><tr><th scope="col">"Name"</th><th scope="col">"Value"</th></tr></thead>
+                    <tbody>
+                        {list.into_iter().map(|e| {
+                            let class = if e.secret { "secret" } else { "" };
+                            let row = e.name.clone();
+                            view! {
+                                <tr data-env=row class=class>
+                                    <th scope="row"><code>{e.name}</code></th>
+                                    <td class="value">
+                                        {match (e.secret, e.value) {
+                                            (true, _) => EitherOf3::A(view! {
+                                                <span class="masked">"•••• (secret)"</span>
+                                            }),
+                                            (false, None) => EitherOf3::B(view! { <span class="muted">"—"</span> }),
+                                            (false, Some(v)) => EitherOf3::C(view! { <code>{v}</code> }),
+                                        }}
+                                    </td>
+                                </tr>
+                            }
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            })}
         </section>
     }
 }
@@ -363,7 +509,10 @@ fn Settings(
                     bind:value=spec_text></textarea>
                 <p class="help" id="spec-json-help">
                     "The fields of "<code>"AppSpec"</code>" in "<a href="/api/v1/openapi.json">"the API"</a>
-                    ". Preview shows what applying would do; nothing changes until you apply."
+                    ". "<code>"secret_groups"</code>" lists the "<a href="/secret-groups">"secret groups"</a>
+                    " whose secrets the app gets (a later one wins); "<code>"redeploy_on_secret_change"</code>
+                    " redeploys it by itself when one of its secrets changes."
+                    " Preview shows what applying would do; nothing changes until you apply."
                 </p>
                 {move || needs_password.get().then(|| view! {
                     <label for="spec-password">"Your password"</label>
@@ -381,5 +530,45 @@ fn Settings(
             </form>
             {move || plan.get().map(|p| view! { <PlanBox plan=p id="plan"/> })}
         </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_editor_shows_the_secret_fields_even_when_unset() {
+        let spec = AppSpec {
+            name: "web".into(),
+            image: "nginx:1.27".into(),
+            ..AppSpec::default()
+        };
+        let text = pretty(&spec);
+        assert!(text.contains("\"secret_groups\": []"), "{text}");
+        assert!(
+            text.contains("\"redeploy_on_secret_change\": false"),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<AppSpec>(&text).unwrap(), spec);
+    }
+
+    #[test]
+    fn set_secret_fields_are_shown_once() {
+        let spec = AppSpec {
+            name: "web".into(),
+            image: "nginx:1.27".into(),
+            secret_groups: vec!["shared".into()],
+            redeploy_on_secret_change: true,
+            ..AppSpec::default()
+        };
+        let text = pretty(&spec);
+        assert_eq!(text.matches("secret_groups").count(), 1, "{text}");
+        assert_eq!(
+            text.matches("redeploy_on_secret_change").count(),
+            1,
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<AppSpec>(&text).unwrap(), spec);
     }
 }

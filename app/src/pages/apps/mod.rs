@@ -63,12 +63,17 @@ fn AppsBody() -> impl IntoView {
                 <tbody>
                     <For
                         each=move || apps.get()
-                        key=|a| (a.name.clone(), a.updated_at.clone(), app_status_word(a.status), a.reasons.clone())
+                        key=|a| (a.name.clone(), a.updated_at.clone(), app_status_word(a.status), a.reasons.clone(), a.needs_redeploy)
                         let:a
                     >
-                        <tr data-app=a.name.clone()>
+                        <tr data-app=a.name.clone() data-needs-redeploy=a.needs_redeploy.then_some("true")>
                             <td><AppLink name=a.name.clone()/></td>
-                            <td class="status"><AppStatusBadge status=a.status reasons=a.reasons.clone()/></td>
+                            <td class="status">
+                                <AppStatusBadge status=a.status reasons=a.reasons.clone()/>
+                                {a.needs_redeploy.then(|| view! {
+                                    " "<NeedsRedeployBadge reasons=a.reasons.clone()/>
+                                })}
+                            </td>
                             <td><code>{a.spec.image.clone()}</code></td>
                             <td>{a.spec.ports.iter().map(port_label).collect::<Vec<_>>().join(", ")}</td>
                             <td>"—"</td>
@@ -81,6 +86,25 @@ fn AppsBody() -> impl IntoView {
         </section>
         <NewApp on_saved=reload/>
     }
+}
+
+/// Marks an app whose container has older settings or secrets than the ones
+/// stored; the reasons that say so as tooltip.
+#[component]
+pub fn NeedsRedeployBadge(reasons: Vec<String>) -> impl IntoView {
+    let why = redeploy_reasons(&reasons).join("; ");
+    let title = (!why.is_empty()).then_some(why);
+    view! { <span class="badge needs-redeploy" title=title>"needs redeploy"</span> }
+}
+
+/// The reasons about a pending redeploy (berth words them "…: redeploy to
+/// apply").
+pub fn redeploy_reasons(reasons: &[String]) -> Vec<String> {
+    reasons
+        .iter()
+        .filter(|r| r.contains("redeploy"))
+        .cloned()
+        .collect()
 }
 
 /// An app's name linking to its page.
@@ -104,6 +128,7 @@ const FORM_FIELDS: &[&str] = &[
     "limits.cpus",
     "limits.pids",
     "state",
+    "secret_groups",
 ];
 
 #[component]
@@ -120,6 +145,8 @@ fn NewApp(on_saved: impl Fn() + Copy + 'static) -> impl IntoView {
     let cpus = RwSignal::new(String::new());
     let pids = RwSignal::new(String::new());
     let state = RwSignal::new(String::from("running"));
+    let secret_groups = RwSignal::new(String::new());
+    let redeploy_on_secret_change = RwSignal::new(false);
 
     let error = RwSignal::new(None::<ClientError>);
     let plan = RwSignal::new(None::<Plan>);
@@ -142,6 +169,8 @@ fn NewApp(on_saved: impl Fn() + Copy + 'static) -> impl IntoView {
             cpus: cpus.get_untracked(),
             pids: pids.get_untracked(),
             state: state.get_untracked(),
+            secret_groups: secret_groups.get_untracked(),
+            redeploy_on_secret_change: redeploy_on_secret_change.get_untracked(),
         }
         .to_spec()
         .map_err(|p| problem(p.field, p.message))
@@ -291,6 +320,25 @@ fn NewApp(on_saved: impl Fn() + Copy + 'static) -> impl IntoView {
                         <option value="stopped">"stopped"</option>
                     </select>
                     <FieldError error field="state"/>
+                </div>
+                <div>
+                    <label for="app-secret-groups">"Secret groups"</label>
+                    <input id="app-secret-groups" name="secret_groups" autocomplete="off"
+                        placeholder="shared, db" aria-describedby="app-secret-groups-help"
+                        aria-invalid=invalid(error, "secret_groups") bind:value=secret_groups/>
+                    <p class="help" id="app-secret-groups-help">
+                        "Comma separated "<A href="/secret-groups">"groups"</A>" whose secrets the app gets; a later one wins. "
+                        "The app's own secrets are set on its page once it exists."
+                    </p>
+                    <FieldError error field="secret_groups"/>
+                </div>
+                <div>
+                    <label class="check">
+                        <input type="checkbox" id="app-redeploy-on-secret-change" name="redeploy_on_secret_change"
+                            bind:checked=redeploy_on_secret_change/>
+                        "Redeploy by itself when one of its secrets changes"
+                    </label>
+                    <p class="help">"Off: the app is marked as needing a redeploy and you choose when."</p>
                 </div>
                 <div class="actions wide">
                     <button type="button" class="secondary" id="preview-plan" disabled=busy

@@ -184,6 +184,12 @@ pub fn parse_networks(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Comma (or whitespace) separated secret group names, in precedence
+/// order (a later group wins), as `secret_groups` takes them.
+pub fn parse_secret_groups(text: &str) -> Vec<String> {
+    parse_networks(text)
+}
+
 fn optional<T: std::str::FromStr>(
     field: &'static str,
     text: &str,
@@ -222,6 +228,8 @@ pub struct AppForm {
     pub cpus: String,
     pub pids: String,
     pub state: String,
+    pub secret_groups: String,
+    pub redeploy_on_secret_change: bool,
 }
 
 impl AppForm {
@@ -245,6 +253,8 @@ impl AppForm {
             } else {
                 DesiredState::Running
             },
+            secret_groups: parse_secret_groups(&self.secret_groups),
+            redeploy_on_secret_change: self.redeploy_on_secret_change,
             ..AppSpec::default()
         })
     }
@@ -389,6 +399,8 @@ mod tests {
             cpus: "0.5".into(),
             pids: "".into(),
             state: "stopped".into(),
+            secret_groups: "shared, db".into(),
+            redeploy_on_secret_change: true,
         };
         let spec = form.to_spec().unwrap();
         assert_eq!(spec.name, "web");
@@ -398,6 +410,8 @@ mod tests {
         assert_eq!(spec.limits.cpus, Some(0.5));
         assert_eq!(spec.limits.pids, None);
         assert_eq!(spec.state, DesiredState::Stopped);
+        assert_eq!(spec.secret_groups, vec!["shared", "db"]);
+        assert!(spec.redeploy_on_secret_change);
     }
 
     #[test]
