@@ -2,9 +2,11 @@
 """Secrets, each figure beside a peer measured in the same run:
 
 - redeploy with S secrets (default 200): POST /api/v1/apps/{name}/redeploy
-  (berth decrypts every value, creates the new container, swaps) against
-  `docker rm -f && docker create --env-file && docker start` of the same
-  image, command and environment (the `.env` way of the guides);
+  (berth decrypts every value, creates the new container, stops the old one
+  gracefully, starts the new one) against `docker stop && docker rm &&
+  docker create --env-file && docker start` of the same image, command and
+  environment (the `.env` way of the guides); the command exits on SIGTERM,
+  so neither side waits for a stop timeout;
 - `berth secrets rotate-key` over N secrets (default 1000, plus the S): new
   data key, every value decrypted and re-encrypted in one transaction, as a
   separate process, against rewriting the same rows in one SQLite
@@ -54,8 +56,9 @@ def main():
         # S secrets of 64 bytes each, the same for both sides.
         values = {f"SECRET_{i:04d}": os.urandom(32).hex() for i in range(args.secrets)}
         app = f"{PREFIX}-secrets"
+        command = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
         s, b, _ = request(conn, "POST", "/api/v1/apps",
-                          {"name": app, "image": IMAGE, "command": ["sleep", "3600"],
+                          {"name": app, "image": IMAGE, "command": command,
                            "restart": "no", "labels": {"berth-bench": RUN}}, auth)
         assert s == 201, b
         dotenv = "".join(f"{k}={v}\n" for k, v in values.items())
@@ -74,9 +77,10 @@ def main():
             berth_ms.append(timed(via_berth))
 
             def via_docker():
-                subprocess.run(["docker", "rm", "-f", peer], capture_output=True)
+                subprocess.run(["docker", "stop", peer], capture_output=True)
+                subprocess.run(["docker", "rm", peer], capture_output=True)
                 subprocess.run(["docker", "create", "--name", peer, "--label", f"berth-bench={RUN}",
-                                "--env-file", env_file, IMAGE, "sleep", "3600"],
+                                "--env-file", env_file, IMAGE, *command],
                                check=True, capture_output=True)
                 subprocess.run(["docker", "start", peer], check=True, capture_output=True)
             docker_ms.append(timed(via_docker))
@@ -85,7 +89,7 @@ def main():
                                               check=True).stdout)[0]["Config"]["Env"]
         assert sum(1 for e in inspected if e.startswith("SECRET_")) == args.secrets
         print(f"redeploy with {args.secrets} secrets over {args.rounds} rounds: berth {summary(berth_ms)}; "
-              f"docker rm + create --env-file + start {summary(docker_ms)}; "
+              f"docker stop + rm + create --env-file + start {summary(docker_ms)}; "
               f"ratio p50 {pct(berth_ms, 50) / pct(docker_ms, 50):.2f}x")
 
         # N more secrets in a group, one PUT each.

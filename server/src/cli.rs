@@ -50,7 +50,8 @@ pub enum SecretsCommand {
     RotateKey {
         #[command(flatten)]
         config: ConfigArgs,
-        /// Also replace the master key (the old one stops opening this data dir).
+        /// Also replace the master key (the old one no longer opens this data dir,
+        /// nor copies of the database made from now on).
         #[arg(long)]
         master: bool,
         /// Where to write the new master key when it comes from BERTH_MASTER_KEY

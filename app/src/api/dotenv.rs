@@ -209,12 +209,16 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// Whether a rejected name is safe to quote back: short, and made of the
-/// characters people put in names by mistake (lowercase, `-`, `.`). Anything
-/// with spaces, quotes, `:`, `/`, `+`… may be a value (`KEY: secret=…`, a
-/// base64 line) and is not repeated.
+/// Whether a rejected name is safe to quote back: short, made of the
+/// characters people put in names by mistake (lowercase, `-`, `.`), and in
+/// one case. Anything with spaces, quotes, `:`, `/`, `+`… may be a value
+/// (`KEY: secret=…`), and so may mixed case: the last line of a pasted
+/// base64 key ends in `=` too (`Xy4bA==`). Those are not repeated.
 fn looks_like_a_name(name: &str) -> bool {
+    let one_case = !(name.chars().any(|c| c.is_ascii_lowercase())
+        && name.chars().any(|c| c.is_ascii_uppercase()));
     name.chars().count() <= MAX_ECHOED_NAME_LEN
+        && one_case
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
@@ -472,7 +476,7 @@ mod tests {
         let e = single_error("exportA=1\n");
         assert_eq!(
             e.message,
-            "`exportA` is not a variable name: use [A-Z_][A-Z0-9_]*"
+            "the text before `=` is not a variable name: use [A-Z_][A-Z0-9_]*"
         );
         let e = single_error("export=1\n");
         assert_eq!(
@@ -506,12 +510,24 @@ mod tests {
 
     #[test]
     fn invalid_names_are_named_in_the_error() {
-        for name in ["foo", "Foo", "1A", "MY-VAR", "A.B", "fooBAR", "9"] {
+        for name in ["foo", "1A", "MY-VAR", "A.B", "db.host", "9"] {
             let e = single_error(&format!("{name}=1\n"));
             assert_eq!(e.line, 1);
             assert_eq!(
                 e.message,
                 format!("`{name}` is not a variable name: use [A-Z_][A-Z0-9_]*")
+            );
+        }
+    }
+
+    #[test]
+    fn mixed_case_text_before_the_equals_sign_is_not_repeated() {
+        // The last line of a pasted base64 key, or a camel-case name.
+        for name in ["Xy4bA", "Foo", "fooBAR"] {
+            let e = single_error(&format!("{name}==\n"));
+            assert_eq!(
+                e.message,
+                "the text before `=` is not a variable name: use [A-Z_][A-Z0-9_]*"
             );
         }
     }

@@ -157,6 +157,9 @@ impl std::fmt::Debug for ImportRequest {
 }
 
 /// What an import did (or, with `dry_run`, would do). Names only.
+/// `unchanged` is reported to callers with the admin scope only (who may
+/// read values anyway); for others every named secret counts as `changed`,
+/// so a dry run cannot confirm a guess at a stored value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ImportPreview {

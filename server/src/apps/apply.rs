@@ -20,6 +20,8 @@ pub const PREV_SUFFIX: &str = "_prev";
 /// How long a start-first swap waits for the new container to run (and be
 /// healthy, when it has a health check).
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a new container without a health check must keep running.
+const STABLE: Duration = Duration::from_secs(2);
 /// After the new container takes the name, the old one keeps serving this
 /// long: the proxy follows Docker's events and re-resolves in milliseconds.
 const SWAP_GRACE: Duration = Duration::from_secs(1);
@@ -207,8 +209,11 @@ async fn start_first(
 }
 
 /// Waits until the container runs (and, with a health check, is healthy).
+/// Without one, it must keep running, unrestarted, for `STABLE`: a process
+/// that dies after a moment must not replace one that works.
 async fn wait_ready(engine: &Engine, id: &str, health: bool) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    let mut running_since: Option<(tokio::time::Instant, Option<String>)> = None;
     loop {
         let o = engine
             .inspect(id)
@@ -227,8 +232,15 @@ async fn wait_ready(engine: &Engine, id: &str, health: bool) -> Result<(), Strin
             (_, Some("unhealthy")) => {
                 return Err("the new container's health check fails".into());
             }
-            (false, _) if o.running => return Ok(()),
             (true, Some("healthy")) => return Ok(()),
+            (false, _) if o.running => match &running_since {
+                Some((since, started)) if *started == o.started_at => {
+                    if since.elapsed() >= STABLE {
+                        return Ok(());
+                    }
+                }
+                _ => running_since = Some((tokio::time::Instant::now(), o.started_at.clone())),
+            },
             _ => {}
         }
         if tokio::time::Instant::now() > deadline {

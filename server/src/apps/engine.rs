@@ -222,19 +222,20 @@ impl Engine {
         Ok(observed_from(c))
     }
 
-    /// The container's environment with the values of the secrets named in
-    /// its `berth.secrets` label left out.
-    pub async fn masked_env(&self, id: &str) -> EngineResult<Vec<app::api::EnvEntry>> {
+    /// The environment of a container berth manages, with the values of the
+    /// secrets named in its `berth.secrets` label (and of any master key)
+    /// left out; `None` for a container berth did not create.
+    pub async fn masked_env(&self, id: &str) -> EngineResult<Option<Vec<app::api::EnvEntry>>> {
         let c = self
             .docker()?
             .inspect_container(id, None::<InspectContainerOptions>)
             .await?;
         let config = c.config.unwrap_or_default();
-        let stamp = config
-            .labels
-            .unwrap_or_default()
-            .remove(LABEL_SECRETS)
-            .unwrap_or_default();
+        let mut labels = config.labels.unwrap_or_default();
+        if labels.get(LABEL_MANAGED).map(String::as_str) != Some("true") {
+            return Ok(None);
+        }
+        let stamp = labels.remove(LABEL_SECRETS).unwrap_or_default();
         let secret: BTreeSet<&str> = stamp
             .split(',')
             .filter_map(|p| p.split_once('@').map(|(n, _)| n))
@@ -245,14 +246,16 @@ impl Engine {
             .into_iter()
             .map(|line| {
                 let (name, value) = line.split_once('=').unwrap_or((&line, ""));
-                let is_secret = secret.contains(name);
+                let is_secret =
+                    secret.contains(name) || name.starts_with(crate::config::MASTER_KEY_ENV);
                 app::api::EnvEntry {
                     name: name.to_string(),
                     value: (!is_secret).then(|| value.to_string()),
                     secret: is_secret,
                 }
             })
-            .collect())
+            .collect::<Vec<_>>()
+            .into())
     }
 
     /// A container by exact name, whoever created it.

@@ -268,13 +268,19 @@ impl Apps {
         if let Some(e) = engine_error {
             return Err(e);
         }
-        // The container under the app's name; during a start-first swap
-        // (a moment without one) any running container of the app.
+        // The container under the app's name; in the moment of a swap when
+        // it is not running (or not there), the swap's other running one.
+        let swapping = |o: &&Observed| {
+            o.running
+                && [apply::NEXT_SUFFIX, apply::PREV_SUFFIX]
+                    .iter()
+                    .any(|suffix| o.name == format!("{name}{suffix}"))
+        };
         let current = found
             .iter()
             .find(|o| o.name == name)
             .filter(|o| o.running)
-            .or_else(|| found.iter().find(|o| o.running))
+            .or_else(|| found.iter().find(swapping))
             .or_else(|| found.iter().find(|o| o.name == name));
         let Some(current) = current else {
             return Err(format!("app {name} has no container"));
@@ -462,6 +468,18 @@ impl Apps {
                 self.view(&name, stored, None, stamp)
             })
             .collect())
+    }
+
+    /// Whether the app's container runs with other secrets than the stored
+    /// ones (what a secret change alone calls for).
+    pub async fn secrets_outdated(&self, name: &str) -> Result<bool, ApiError> {
+        let stored = self.require(name).await?;
+        let stamp = self.secrets.stamp(&stored.spec).await?;
+        let (found, _) = self.observed(name);
+        Ok(found
+            .iter()
+            .find(|o| o.name == name)
+            .is_some_and(|c| !crate::secrets::stamp_changes(&c.secrets_stamp, &stamp).is_empty()))
     }
 
     pub async fn get(&self, name: &str) -> Result<App, ApiError> {

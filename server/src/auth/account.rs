@@ -18,7 +18,7 @@ use crate::http::json::ApiJson;
 use crate::startup::AppState;
 
 /// Checks the admin's current password, auditing a failure.
-pub(crate) async fn confirm_password(
+async fn check_password(
     state: &AppState,
     caller: &Caller,
     field: &str,
@@ -36,7 +36,6 @@ pub(crate) async fn confirm_password(
         .fetch_one(&state.db)
         .await?;
     if state.passwords.verify(candidate, Some(hash)).await? {
-        state.throttle.succeeded(&caller.username, caller.ip);
         return Ok(());
     }
     audit::record(
@@ -51,6 +50,20 @@ pub(crate) async fn confirm_password(
     ))
 }
 
+/// Checks the admin's current password (throttled like login, a failure
+/// audited); a success clears the caller's failed attempts.
+pub(crate) async fn confirm_password(
+    state: &AppState,
+    caller: &Caller,
+    field: &str,
+    candidate: String,
+    action: &str,
+) -> Result<()> {
+    check_password(state, caller, field, candidate, action).await?;
+    state.throttle.succeeded(&caller.username, caller.ip);
+    Ok(())
+}
+
 /// A fresh proof that the admin is at the keyboard, for the few actions
 /// that hand out a secret: the password, and the TOTP code when the second
 /// factor is on. Failures are throttled like logins and audited as `action`.
@@ -60,11 +73,14 @@ pub(crate) async fn reauthenticate(
     proof: app::api::Reauth,
     action: &str,
 ) -> Result<()> {
-    confirm_password(state, caller, "password", proof.password, action).await?;
+    // The attempt stays counted until both factors pass, so the code
+    // cannot be guessed at leisure once the password is known.
+    check_password(state, caller, "password", proof.password, action).await?;
     let row = sqlx::query!("SELECT totp_secret, totp_last_step FROM admin WHERE id = 1")
         .fetch_one(&state.db)
         .await?;
     let Some(sealed) = row.totp_secret else {
+        state.throttle.succeeded(&caller.username, caller.ip);
         return Ok(());
     };
     let Some(code) = proof.totp_code.as_deref().filter(|c| !c.trim().is_empty()) else {
@@ -75,6 +91,7 @@ pub(crate) async fn reauthenticate(
     };
     let secret = state.keys.open(totp::SEAL_PURPOSE, &sealed)?;
     if super::login::second_factor_accepted(state, &secret, code, row.totp_last_step).await? {
+        state.throttle.succeeded(&caller.username, caller.ip);
         return Ok(());
     }
     audit::record(

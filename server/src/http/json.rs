@@ -78,9 +78,29 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "invalid_body",
             field: field_name(&path, &message),
-            message,
+            message: without_input(&message),
         }
     })
+}
+
+/// serde quotes the offending input in some messages ("invalid type:
+/// integer `12345`, expected a string"); that input may be a secret (a PIN
+/// sent as a number). Keep what was expected, drop what was given.
+fn without_input(message: &str) -> String {
+    for kind in [
+        "invalid type",
+        "invalid value",
+        "invalid length",
+        "unknown variant",
+    ] {
+        if message.starts_with(kind) {
+            return match message.split_once(", expected ") {
+                Some((_, expected)) => format!("{kind}, expected {expected}"),
+                None => kind.to_string(),
+            };
+        }
+    }
+    message.to_string()
 }
 
 /// serde reports a missing field at the parent's path, with the field's name
@@ -151,6 +171,26 @@ mod tests {
                 assert_eq!(code, "malformed_json");
             }
             other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_given_value_is_not_echoed() {
+        for json in [
+            r#"{"name":"a","count":"secret-echo"}"#,
+            r#"{"name":73519,"count":1}"#,
+            r#"{"name":"a","count":-73519}"#,
+        ] {
+            match parse::<Body>(json.as_bytes()).unwrap_err() {
+                ApiError::BadRequest { message, .. } => {
+                    assert!(message.contains("expected"), "{message}");
+                    assert!(
+                        !message.contains("secret-echo") && !message.contains("73519"),
+                        "{message}"
+                    );
+                }
+                other => panic!("unexpected {other:?}"),
+            }
         }
     }
 }

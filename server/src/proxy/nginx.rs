@@ -396,6 +396,7 @@ impl Nginx {
         }
         let mut cmd = tokio::process::Command::new(&self.config.binary);
         cmd.arg("-V")
+            .env_remove(crate::config::MASTER_KEY_ENV)
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
         match tokio::time::timeout(COMMAND_TIMEOUT, cmd.output()).await {
@@ -410,6 +411,7 @@ impl Nginx {
         }
         match std::process::Command::new(&self.config.binary)
             .arg("-V")
+            .env_remove(crate::config::MASTER_KEY_ENV)
             .stdin(std::process::Stdio::null())
             .output()
         {
@@ -436,6 +438,9 @@ impl Nginx {
     /// `nginx [-p prefix] -c conf <args>`; `Err` carries what nginx said.
     async fn nginx(&self, args: &[&str]) -> Result<String, String> {
         let mut cmd = tokio::process::Command::new(&self.config.binary);
+        // nginx (a long-lived daemon when this starts it) has no business
+        // with berth's master key.
+        cmd.env_remove(crate::config::MASTER_KEY_ENV);
         if let Some(prefix) = &self.config.prefix {
             cmd.arg("-p").arg(prefix);
         }

@@ -8,8 +8,12 @@
 //! values still open.
 //!
 //! The recovery key is an age X25519 identity shown once; the store keeps
-//! only its public half and the root encrypted to it, so a rotation can
-//! re-wrap for it without knowing it.
+//! only its public half and the root encrypted to it.
+//!
+//! Replacing the master key re-wraps the root; it does not change it. So a
+//! leaked master key together with a copy of the database from before the
+//! replacement still opens everything: the replacement protects the copies
+//! made after it.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -115,6 +119,15 @@ pub async fn open(db: &SqlitePool, source: &MasterKeySource) -> anyhow::Result<K
         .await?;
     let master = read_master(source)?;
     let Some(wrapped) = wrapped else {
+        // A data dir set up before the key ring existed sealed everything
+        // under the master key itself: that key stays its root, so those
+        // values keep opening. A new data dir gets a root of its own, which
+        // no master key file ever holds.
+        let legacy = master.is_some()
+            && sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM admin")
+                .fetch_one(db)
+                .await?
+                > 0;
         let master = match (master, source) {
             (Some(m), _) => m,
             (None, MasterKeySource::File(path)) => {
@@ -124,18 +137,21 @@ pub async fn open(db: &SqlitePool, source: &MasterKeySource) -> anyhow::Result<K
             }
             (None, MasterKeySource::Environment) => unreachable!("read_master fails first"),
         };
-        // Root = master: whatever an older berth sealed under the master key
-        // keeps opening.
+        let root = if legacy {
+            master.clone()
+        } else {
+            Zeroizing::new(crypto::random_key())
+        };
         let now = crate::store::now();
         sqlx::query(
             "INSERT INTO key_ring (id, wrapped, master_changed_at, created_at) VALUES (1, ?, ?, ?)",
         )
-        .bind(wrap(&master, &master))
+        .bind(wrap(&master, &root))
         .bind(now)
         .bind(now)
         .execute(db)
         .await?;
-        return Ok(Keys::from_root(*master));
+        return Ok(Keys::from_root(*root));
     };
     if let Some(root) = master.as_ref().and_then(|m| unwrap(m, &wrapped)) {
         return Ok(Keys::from_root(*root));
@@ -190,6 +206,9 @@ impl MasterSwap {
             (MasterKeySource::File(path), None) => {
                 let next = next_path(path);
                 crypto::write_private_file(&next, &new[..])?;
+                // The new key's directory entry must survive a power cut
+                // before the store commits to it.
+                sync_dir(path)?;
                 Ok(MasterSwap {
                     new,
                     written: next,
@@ -210,6 +229,7 @@ impl MasterSwap {
                     })?;
                 f.write_all(hex::encode(&new[..]).as_bytes())?;
                 f.sync_all()?;
+                sync_dir(out)?;
                 Ok(MasterSwap {
                     new,
                     written: out.to_path_buf(),
@@ -245,9 +265,7 @@ impl MasterSwap {
                 self.path.display()
             )
         })?;
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-        }
+        sync_dir(&self.path)?;
         Ok(self.path)
     }
 
@@ -255,6 +273,16 @@ impl MasterSwap {
     pub fn abandon(self) {
         let _ = std::fs::remove_file(&self.written);
     }
+}
+
+fn sync_dir(file: &Path) -> anyhow::Result<()> {
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("Failed to sync {}", dir.display()))
 }
 
 /// A new recovery key: returned once, its public half and the root
@@ -320,4 +348,54 @@ pub async fn recover(
         return Err(e);
     }
     swap.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store(dir: &Path) -> SqlitePool {
+        crate::store::open(&dir.join("berth.db")).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_new_data_dir_gets_a_root_no_master_key_file_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path()).await;
+        let source = MasterKeySource::File(dir.path().join("master.key"));
+        let keys = open(&db, &source).await.unwrap();
+        let master = std::fs::read(dir.path().join("master.key")).unwrap();
+        assert_ne!(&keys.root()[..], &master[..]);
+        // Opens again with the same root.
+        let again = open(&db, &source).await.unwrap();
+        assert_eq!(keys.root(), again.root());
+    }
+
+    #[tokio::test]
+    async fn a_data_dir_from_before_the_key_ring_keeps_its_master_as_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path()).await;
+        sqlx::query(
+            "INSERT INTO admin (id, username, password_hash, created_at, password_changed_at) \
+             VALUES (1, 'admin', 'x', 0, 0)",
+        )
+        .execute(&db)
+        .await
+        .unwrap();
+        crypto::write_private_file(&dir.path().join("master.key"), &[5u8; 32]).unwrap();
+        let source = MasterKeySource::File(dir.path().join("master.key"));
+        let keys = open(&db, &source).await.unwrap();
+        assert_eq!(keys.root(), &[5u8; 32]);
+    }
+
+    #[test]
+    fn keys_are_read_as_raw_bytes_hex_or_base64() {
+        let raw = [7u8; 32];
+        assert_eq!(*parse_key(&raw).unwrap(), raw);
+        assert_eq!(*parse_key(hex::encode(raw).as_bytes()).unwrap(), raw);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+        assert_eq!(*parse_key(format!(" {b64}\n").as_bytes()).unwrap(), raw);
+        assert!(parse_key(b"short").is_err());
+        assert!(parse_key(hex::encode([1u8; 20]).as_bytes()).is_err());
+    }
 }

@@ -237,7 +237,9 @@ impl Secrets {
         owner: &str,
         name: &str,
     ) -> Result<Zeroizing<String>, ApiError> {
-        let mut conn = self.db.acquire().await?;
+        // One snapshot for the row and its key: a rotation committing in
+        // between would otherwise have dropped the key.
+        let mut conn = self.db.begin().await?;
         let row = sqlx::query(
             "SELECT key_id, sealed FROM secrets WHERE scope = ? AND owner = ? AND name = ?",
         )
@@ -293,7 +295,7 @@ impl Secrets {
         scope: SecretScope,
         owner: &str,
     ) -> Result<Zeroizing<String>, ApiError> {
-        let mut conn = self.db.acquire().await?;
+        let mut conn = self.db.begin().await?;
         let values = self.values(&mut conn, scope, owner).await?;
         // render wants plain pairs; they are wiped when dropped.
         let pairs: Vec<(String, String)> = values
@@ -347,6 +349,12 @@ impl Secrets {
     }
 
     /// Imports a `.env` text: every line valid or nothing is stored.
+    ///
+    /// Only a caller who may read values (`precise`) learns which are
+    /// unchanged: for anyone else a dry run would otherwise confirm guesses
+    /// at a stored value, so every named secret counts as changed and is
+    /// written again.
+    #[allow(clippy::too_many_arguments)]
     pub async fn import(
         &self,
         scope: SecretScope,
@@ -354,6 +362,7 @@ impl Secrets {
         text: &str,
         dry_run: bool,
         replace: bool,
+        precise: bool,
         actor: &str,
     ) -> Result<ImportPreview, ApiError> {
         let pairs = dotenv::parse(text).map_err(|errors| {
@@ -382,7 +391,9 @@ impl Secrets {
         for (name, value) in &pairs {
             match existing.get(name) {
                 None => preview.added.push(name.clone()),
-                Some(old) if old.as_str() == value => preview.unchanged.push(name.clone()),
+                Some(old) if precise && old.as_str() == value => {
+                    preview.unchanged.push(name.clone())
+                }
                 Some(_) => preview.changed.push(name.clone()),
             }
         }

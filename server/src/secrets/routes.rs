@@ -66,10 +66,10 @@ async fn follow_up(
     let mut waiting = Vec::new();
     let mut redeploying = Vec::new();
     for name in dependents(state, scope, owner).await? {
-        let app = state.apps.get(&name).await?;
-        if !app.needs_redeploy {
+        if !state.apps.secrets_outdated(&name).await? {
             continue;
         }
+        let app = state.apps.require(&name).await?;
         if !app.spec.redeploy_on_secret_change {
             waiting.push(name);
             continue;
@@ -109,7 +109,7 @@ async fn list(
     let (secrets, inherited) = state.secrets.list(scope, owner, spec.as_ref()).await?;
     let mut needs_redeploy = Vec::new();
     for name in dependents(state, scope, owner).await? {
-        if state.apps.get(&name).await?.needs_redeploy {
+        if state.apps.secrets_outdated(&name).await? {
             needs_redeploy.push(name);
         }
     }
@@ -242,6 +242,7 @@ async fn import(
             &req.dotenv,
             req.dry_run,
             req.replace,
+            caller.scope >= Scope::Admin,
             &caller.actor,
         )
         .await?;
@@ -256,7 +257,8 @@ async fn import(
             Outcome::Success,
             json!({
                 "scope": scope, "owner": owner, "added": preview.added,
-                "changed": preview.changed, "removed": preview.removed,
+                "changed": preview.changed, "unchanged": preview.unchanged,
+                "removed": preview.removed,
             }),
         )
         .await?;
@@ -606,8 +608,9 @@ pub async fn recovery_key(
 
 // ---- what containers have --------------------------------------------------
 
-/// A container's environment as the engine has it, with the values of
-/// berth's secrets masked (`docker inspect` on the host still shows them).
+/// The environment of a container berth manages, with the values of its
+/// secrets masked (`docker inspect` on the host still shows them). Other
+/// containers: 404.
 #[utoipa::path(get, path = "/containers/{id}/env", tag = "engine",
     params(("id" = String, Path, description = "container id or name")),
     responses((status = 200, body = Vec<EnvEntry>), (status = 404, body = ErrorBody)),
@@ -619,5 +622,12 @@ pub async fn container_env(
 ) -> Result<Json<Vec<EnvEntry>>> {
     caller.require(Scope::Read)?;
     crate::apps::engine_routes::check_container_ref("id", &id)?;
-    Ok(Json(state.apps.engine.masked_env(&id).await?))
+    match state.apps.engine.masked_env(&id).await? {
+        Some(env) => Ok(Json(env)),
+        // Another container's environment may hold anything (berth's own,
+        // when it runs in Docker, holds its master key): not shown.
+        None => Err(ApiError::NotFound(format!(
+            "berth shows the environment of its own containers only; `{id}` is not one"
+        ))),
+    }
 }

@@ -270,6 +270,31 @@ async fn secrets_reach_the_container_with_clear_precedence_and_changes_mark_a_re
     assert_eq!(entry("DB_PASSWORD")["value"], Value::Null);
     assert_eq!(entry("DB_PASSWORD")["secret"], true);
     assert!(!env.to_string().contains("from-group"));
+    // A container berth did not create may hold anything: its environment
+    // is not shown at all.
+    let stranger = rig.scratch.name("stranger");
+    crate::docker::docker()
+        .create_container(
+            Some(
+                bollard::query_parameters::CreateContainerOptionsBuilder::new()
+                    .name(&stranger)
+                    .build(),
+            ),
+            bollard::models::ContainerCreateBody {
+                image: Some(TEST_IMAGE.into()),
+                cmd: Some(vec!["true".into()]),
+                env: Some(vec!["BERTH_MASTER_KEY=hand-made-key".into()]),
+                labels: Some([(crate::docker::TEST_LABEL.to_string(), "1".to_string())].into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let r = rig
+        .send(Method::GET, &format!("/containers/{stranger}/env"), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(!r.text().await.unwrap().contains("hand-made-key"));
 
     // A group in use cannot go; the app is named.
     let r = rig.send(Method::DELETE, &g, None).await;
@@ -448,6 +473,21 @@ async fn reveal_and_export_need_the_admin_scope_and_a_fresh_password() {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    // A dry run cannot confirm a guess at the value for a caller who may
+    // not read it: right or wrong, the name counts as changed.
+    for guess in ["t0ken", "wrong"] {
+        let r = bearer(
+            &write,
+            Method::POST,
+            &format!("{g}/secrets/import"),
+            json!({ "dotenv": format!("TOKEN={guess}\n"), "dry_run": true }),
+        )
+        .await
+        .unwrap();
+        let preview: Value = r.json().await.unwrap();
+        assert_eq!(preview["changed"], json!(["TOKEN"]), "{guess}");
+        assert_eq!(preview["unchanged"], json!([]), "{guess}");
     }
     let r = bearer(
         &read,
@@ -982,7 +1022,7 @@ async fn a_canary_secret_never_leaks_but_the_container_sees_it() {
         .arg(&data)
         // Debug everywhere, and trace for the Docker client, whose request
         // and response bodies carry container environments.
-        .env("BERTH_LOG", "debug,bollard=trace")
+        .env("BERTH_LOG", "debug,bollard=trace,bollard::docker=trace")
         .env("NO_COLOR", "1")
         .stdout(log.try_clone().unwrap())
         .stderr(log)
