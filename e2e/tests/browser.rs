@@ -555,7 +555,7 @@ async fn secrets(run: &mut Run) {
     run.type_into("#new-app [name=image]", TEST_IMAGE).await;
     run.type_into(
         "#new-app [name=command]",
-        "sh\n-c\nprintf %s \"$SHARED_TOKEN\" | sha256sum; printf %s \"$APP_KEY\" | sha256sum; exec sleep 3600",
+        "sh\n-c\ntrap 'exit 0' TERM; printf %s \"$SHARED_TOKEN\" | sha256sum; printf %s \"$APP_KEY\" | sha256sum; sleep 3600 & wait",
     )
     .await;
     run.type_into("#app-secret-groups", "e2e-shared").await;

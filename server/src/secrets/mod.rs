@@ -492,15 +492,24 @@ impl Secrets {
     }
 
     /// Deletes a group and its secrets; refused while an app lists it.
-    pub async fn delete_group(&self, name: &str, specs: &[AppSpec]) -> Result<(), ApiError> {
-        let users = attached(specs, name);
+    pub async fn delete_group(&self, name: &str) -> Result<(), ApiError> {
+        // Who uses it is read in the deleting transaction, so an app
+        // attached meanwhile cannot be left pointing at nothing.
+        let mut tx = self.db.begin_with("BEGIN IMMEDIATE").await?;
+        let specs = sqlx::query_scalar::<_, String>("SELECT spec FROM apps")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|json| serde_json::from_str::<AppSpec>(json))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("corrupt app spec")))?;
+        let users = attached(&specs, name);
         if !users.is_empty() {
             return Err(ApiError::Conflict(format!(
                 "secret group `{name}` is used by {}: remove it from their secret_groups first",
                 users.join(", ")
             )));
         }
-        let mut tx = self.db.begin().await?;
         let gone = sqlx::query("DELETE FROM secret_groups WHERE name = ?")
             .bind(name)
             .execute(&mut *tx)
@@ -599,6 +608,26 @@ async fn write(
     value: &str,
     actor: &str,
 ) -> Result<bool, ApiError> {
+    // Checked inside the write's transaction: an owner deleted meanwhile
+    // must not leave a secret behind for a later one of the same name.
+    let owner_table = match scope {
+        SecretScope::App => "SELECT 1 FROM apps WHERE name = ?",
+        SecretScope::Group => "SELECT 1 FROM secret_groups WHERE name = ?",
+    };
+    if sqlx::query(owner_table)
+        .bind(owner)
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::NotFound(format!(
+            "{} `{owner}` does not exist",
+            match scope {
+                SecretScope::App => "app",
+                SecretScope::Group => "secret group",
+            }
+        )));
+    }
     let key = vault::active_key(conn, keys).await?;
     let sealed = vault::seal(&key, &Identity { scope, owner, name }, value);
     let now = crate::store::now();

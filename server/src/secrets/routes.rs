@@ -552,8 +552,7 @@ pub async fn delete_group(
     Path(group): Path<String>,
 ) -> Result<StatusCode> {
     caller.require(Scope::Write)?;
-    let specs = all_specs(&state).await?;
-    state.secrets.delete_group(&group, &specs).await?;
+    state.secrets.delete_group(&group).await?;
     caller
         .audit(
             &state.db,

@@ -90,7 +90,8 @@ impl Rig {
         let mut spec = json!({
             "name": name,
             "image": TEST_IMAGE,
-            "command": ["sh", "-c", format!("{script}exec sleep 3600")],
+            // Exits on SIGTERM, so a redeploy does not wait out the stop timeout.
+            "command": ["sh", "-c", format!("trap 'exit 0' TERM; {script}sleep 3600 & wait")],
         });
         for (k, v) in extra.as_object().unwrap() {
             spec[k] = v.clone();
@@ -1108,7 +1109,8 @@ async fn a_canary_secret_never_leaks_but_the_container_sees_it() {
     .await;
     assert_eq!(s, StatusCode::OK);
     let script = "printf %s \"$CANARY\" | sha256sum | sed 's/^/CANARY /'; \
-                  printf %s \"$SHARED_CANARY\" | sha256sum | sed 's/^/SHARED_CANARY /'; exec sleep 3600";
+                  printf %s \"$SHARED_CANARY\" | sha256sum | sed 's/^/SHARED_CANARY /'; \
+                  trap 'exit 0' TERM; sleep 3600 & wait";
     let (s, body) = call(
         Method::POST,
         "/apps",
