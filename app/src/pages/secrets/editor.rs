@@ -516,7 +516,10 @@ fn SecretForm(
                 })
             }}
             <p class="help" id="secret-value-help">
-                "Write-only: stored encrypted and cleared from this page once saved. Up to 64 KiB."
+                {format!(
+                    "Write-only: stored encrypted and cleared from this page once saved. Up to {} KiB.",
+                    crate::api::MAX_SECRET_BYTES / 1024
+                )}
             </p>
             <FieldError error field="value"/>
             <label class="check">
