@@ -42,16 +42,7 @@ async fn owner_spec(
 async fn dependents(state: &AppState, scope: SecretScope, owner: &str) -> Result<Vec<String>> {
     Ok(match scope {
         SecretScope::App => vec![owner.to_string()],
-        SecretScope::Group => {
-            let specs: Vec<_> = state
-                .apps
-                .load_all()
-                .await?
-                .into_iter()
-                .map(|(_, s)| s.spec)
-                .collect();
-            crate::secrets::attached(&specs, owner)
-        }
+        SecretScope::Group => crate::secrets::attached(&all_specs(state).await?, owner),
     })
 }
 
