@@ -54,6 +54,11 @@ pub enum SecretsCommand {
         /// nor copies of the database made from now on).
         #[arg(long)]
         master: bool,
+        /// Also replace the root key and re-seal everything sealed under it
+        /// (secrets, TOTP, ACME and certificate keys, DNS and notification
+        /// secrets); API tokens must be issued again. berth must be stopped.
+        #[arg(long)]
+        root: bool,
         /// Where to write the new master key when it comes from BERTH_MASTER_KEY
         /// (a new file, mode 0600); a key file is replaced in place.
         #[arg(long)]
@@ -120,11 +125,19 @@ async fn secrets(command: SecretsCommand) -> anyhow::Result<()> {
         SecretsCommand::RotateKey {
             config,
             master,
+            root,
             out,
         } => {
             let config = Config::load(&config)?;
             crate::telemetry::init(config.log_format);
             let db = open_data_dir(&config).await?;
+            // A running berth holds the root in memory and would go on
+            // sealing with the old one.
+            let _lock = if root {
+                Some(crate::store::lock_data_dir(&config.data_dir)?)
+            } else {
+                None
+            };
             let keys = keyring::open(&db, &config.master_key).await?;
             let swap = if master {
                 Some(keyring::MasterSwap::prepare(
@@ -134,16 +147,30 @@ async fn secrets(command: SecretsCommand) -> anyhow::Result<()> {
             } else {
                 None
             };
-            let (count, path) = crate::secrets::rotate_keys(&db, &keys, swap).await?;
+            let done =
+                crate::secrets::rotate_keys(&db, &keys, &config.master_key, swap, root).await?;
             audit::record(
                 &db,
-                Event::new("cli", None, "secrets.rotate_key", Outcome::Success)
-                    .detail(serde_json::json!({ "secrets": count, "master": master })),
+                Event::new("cli", None, "secrets.rotate_key", Outcome::Success).detail(
+                    serde_json::json!({
+                        "secrets": done.secrets, "master": master, "root": root,
+                        "resealed": done.resealed,
+                    }),
+                ),
             )
             .await?;
             db.close().await;
-            println!("Re-encrypted {count} secret(s) under a new data key.");
-            if let Some(path) = path {
+            println!(
+                "Re-encrypted {} secret(s) under a new data key.",
+                done.secrets
+            );
+            if root {
+                println!(
+                    "New root key: {} other sealed value(s) re-sealed; API tokens must be issued again.",
+                    done.resealed
+                );
+            }
+            if let Some(path) = done.master {
                 println!("The new master key is in {}.", path.display());
                 if config.master_key == crate::config::MasterKeySource::Environment {
                     println!("Put its content in BERTH_MASTER_KEY before berth starts again.");
@@ -176,7 +203,8 @@ async fn secrets(command: SecretsCommand) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     crate::telemetry::init(config.log_format);
-    let app = Application::build(config).await?;
+    let app = Application::build(config.clone()).await?;
+    let _lock = crate::store::lock_data_dir(&config.data_dir)?;
     let handle = app.handle();
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -8,6 +8,10 @@ use super::attempt::StepLog;
 use super::{acme, pem, Certificates, LETS_ENCRYPT, LETS_ENCRYPT_STAGING};
 use crate::http::error::ApiError;
 
+/// What the EAB HMAC key and the account credentials are sealed for.
+pub(crate) const EAB_PURPOSE: &str = "acme-eab-hmac";
+pub(crate) const CREDENTIALS_PURPOSE: &str = "acme-account";
+
 /// The stored ACME settings (one row).
 pub(super) struct AcmeRow {
     pub(super) directory_url: String,
@@ -62,9 +66,9 @@ impl Certificates {
             directory_url: r.get("directory_url"),
             email: r.get("email"),
             eab_kid: r.get("eab_kid"),
-            eab_hmac: open("eab_hmac_sealed", "acme-eab-hmac")?,
+            eab_hmac: open("eab_hmac_sealed", EAB_PURPOSE)?,
             extra_roots_pem: r.get("extra_roots_pem"),
-            credentials: open("credentials_sealed", "acme-account")?,
+            credentials: open("credentials_sealed", CREDENTIALS_PURPOSE)?,
             registered_for: r.get("registered_for"),
             account_id: r.get("account_id"),
         }))
@@ -154,9 +158,7 @@ impl Certificates {
                 (Some(kid), Some(key))
             }
         };
-        let eab_sealed = eab_hmac
-            .as_ref()
-            .map(|k| self.keys.seal("acme-eab-hmac", k));
+        let eab_sealed = eab_hmac.as_ref().map(|k| self.keys.seal(EAB_PURPOSE, k));
         sqlx::query(
             "INSERT INTO acme_account (id, directory_url, email, eab_kid, eab_hmac_sealed, extra_roots_pem, updated_at) \
              VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO UPDATE SET \
@@ -273,7 +275,7 @@ impl Certificates {
         sqlx::query(
             "UPDATE acme_account SET credentials_sealed = ?, registered_for = ?, account_id = ? WHERE id = 1",
         )
-        .bind(self.keys.seal("acme-account", &json))
+        .bind(self.keys.seal(CREDENTIALS_PURPOSE, &json))
         .bind(row.identity())
         .bind(account.id())
         .execute(&self.db)

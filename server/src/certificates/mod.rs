@@ -5,7 +5,7 @@
 //! memory (the nginx driver gets files) and serves a new certificate without
 //! a restart. A probe reads what the HTTPS listener actually serves.
 
-mod account;
+pub(crate) mod account;
 pub mod acme;
 mod attempt;
 pub mod clock;
@@ -116,7 +116,7 @@ fn text_of<T: serde::Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
-fn key_purpose(id: &str) -> String {
+pub(crate) fn key_purpose(id: &str) -> String {
     format!("certificate-key:{id}")
 }
 

@@ -43,7 +43,7 @@ struct Stored {
     allow_internal: bool,
 }
 
-fn purpose(id: &str) -> String {
+pub(crate) fn purpose(id: &str) -> String {
     format!("notification-channel:{id}")
 }
 

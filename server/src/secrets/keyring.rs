@@ -285,6 +285,42 @@ fn sync_dir(file: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("Failed to sync {}", dir.display()))
 }
 
+/// Wraps `keys`' root for the current master key (after a new root).
+pub async fn rewrap_for_current(
+    conn: &mut sqlx::SqliteConnection,
+    source: &MasterKeySource,
+    keys: &Keys,
+) -> anyhow::Result<()> {
+    let master = read_master(source)?.context("the master key is missing")?;
+    sqlx::query("UPDATE key_ring SET wrapped = ? WHERE id = 1")
+        .bind(wrap(&master, keys.root()))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Encrypts `keys`' root for the stored recovery key again (its public half
+/// is all that is needed), so the admin's recovery key keeps working.
+pub async fn rewrap_recovery(conn: &mut sqlx::SqliteConnection, keys: &Keys) -> anyhow::Result<()> {
+    let recipient: Option<String> =
+        sqlx::query_scalar("SELECT recovery_recipient FROM key_ring WHERE id = 1")
+            .fetch_optional(&mut *conn)
+            .await?
+            .flatten();
+    let Some(recipient) = recipient else {
+        return Ok(());
+    };
+    let recipient: age::x25519::Recipient = recipient
+        .parse()
+        .map_err(|e| anyhow::anyhow!("the stored recovery recipient is not valid: {e}"))?;
+    let sealed = age::encrypt(&recipient, keys.root()).context("age encryption failed")?;
+    sqlx::query("UPDATE key_ring SET recovery_wrapped = ? WHERE id = 1")
+        .bind(sealed)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// A new recovery key: returned once, its public half and the root
 /// encrypted to it are stored (replacing any earlier one).
 pub async fn new_recovery_key(db: &SqlitePool, keys: &Keys) -> anyhow::Result<String> {

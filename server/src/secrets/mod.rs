@@ -8,6 +8,7 @@
 //! a redeploy without decrypting anything.
 
 pub mod keyring;
+pub mod reseal;
 pub mod routes;
 pub mod vault;
 
@@ -564,24 +565,56 @@ impl Secrets {
     }
 }
 
-/// Re-encrypts every secret under a new data key, and with `new_master`
-/// also replaces the master key, in one transaction. Used by the CLI.
+/// What `rotate_keys` did.
+pub struct Rotated {
+    pub secrets: usize,
+    /// Values re-sealed under a new root (0 without one).
+    pub resealed: usize,
+    /// Where the new master key is, when one was made.
+    pub master: Option<std::path::PathBuf>,
+}
+
+/// In one transaction: with `new_root`, a new root key and every sealed
+/// value re-sealed under it (berth must not be running: it holds the old
+/// root); then a new data key with every secret re-encrypted under it; with
+/// `swap`, a new master key. Used by `berth secrets rotate-key`.
 pub async fn rotate_keys(
     db: &SqlitePool,
     keys: &Keys,
+    source: &MasterKeySource,
     swap: Option<keyring::MasterSwap>,
-) -> anyhow::Result<(usize, Option<std::path::PathBuf>)> {
+    new_root: bool,
+) -> anyhow::Result<Rotated> {
     let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
     let outcome = async {
-        let n = vault::rotate(&mut tx, keys).await?;
-        if let Some(swap) = &swap {
-            swap.rewrap(&mut tx, keys).await?;
+        let fresh = new_root.then(|| Keys::from_root(crate::crypto::random_key()));
+        let resealed = match &fresh {
+            Some(fresh) => reseal::reseal_all(&mut tx, keys, fresh).await?,
+            None => 0,
+        };
+        let keys = fresh.as_ref().unwrap_or(keys);
+        let secrets = vault::rotate(&mut tx, keys).await?;
+        match &swap {
+            Some(swap) => swap.rewrap(&mut tx, keys).await?,
+            None if new_root => keyring::rewrap_for_current(&mut tx, source, keys).await?,
+            None => {}
         }
-        anyhow::Ok(n)
+        if new_root {
+            keyring::rewrap_recovery(&mut tx, keys).await?;
+        }
+        anyhow::Ok((secrets, resealed))
     }
     .await;
-    let n = match outcome {
-        Ok(n) => n,
+    let committed = match outcome {
+        Ok(counts) => tx
+            .commit()
+            .await
+            .map(|_| counts)
+            .map_err(anyhow::Error::from),
+        Err(e) => Err(e),
+    };
+    let (secrets, resealed) = match committed {
+        Ok(counts) => counts,
         Err(e) => {
             if let Some(swap) = swap {
                 swap.abandon();
@@ -589,14 +622,11 @@ pub async fn rotate_keys(
             return Err(e);
         }
     };
-    if let Err(e) = tx.commit().await {
-        if let Some(swap) = swap {
-            swap.abandon();
-        }
-        return Err(e.into());
-    }
-    let path = swap.map(|s| s.finish()).transpose()?;
-    Ok((n, path))
+    Ok(Rotated {
+        secrets,
+        resealed,
+        master: swap.map(|s| s.finish()).transpose()?,
+    })
 }
 
 async fn write(

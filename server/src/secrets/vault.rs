@@ -80,6 +80,27 @@ pub async fn new_key(conn: &mut SqliteConnection, keys: &Keys) -> anyhow::Result
     Ok(DataKey { id, key })
 }
 
+/// Seals every data key again, from root `old` to root `new`.
+pub async fn rewrap_data_keys(
+    conn: &mut SqliteConnection,
+    old: &Keys,
+    new: &Keys,
+) -> anyhow::Result<usize> {
+    let rows = sqlx::query("SELECT id, wrapped FROM secret_keys")
+        .fetch_all(&mut *conn)
+        .await?;
+    for r in &rows {
+        let id: i64 = r.get("id");
+        let key = open_data_key(old, id, &r.get::<Vec<u8>, _>("wrapped"))?;
+        sqlx::query("UPDATE secret_keys SET wrapped = ? WHERE id = ?")
+            .bind(new.seal_bound(DATA_KEY_PURPOSE, id.to_string().as_bytes(), &key.key[..]))
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(rows.len())
+}
+
 pub async fn key_by_id(
     conn: &mut SqliteConnection,
     keys: &Keys,

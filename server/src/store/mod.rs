@@ -59,6 +59,32 @@ pub fn rfc3339(ts: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Held by `berth serve` for as long as it runs. Tools that must not run
+/// beside it (a new root key, which the running process would not know)
+/// take it too, and so does a second `serve` on the same data dir.
+pub fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join("berth.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("Failed to open {}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns; no memory involved.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        anyhow::bail!(
+            "berth is running on {} (it holds {}): stop it first",
+            dir.display(),
+            path.display()
+        );
+    }
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -104,9 +104,20 @@ impl Rig {
     async fn seen(&self, name: &str, var: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let logs = self
-                .ok(Method::GET, &format!("/apps/{name}/logs?tail=50"), None)
+            let r = self
+                .send(Method::GET, &format!("/apps/{name}/logs?tail=50"), None)
                 .await;
+            // Mid-redeploy the container being removed answers 409: ask again.
+            if r.status() == StatusCode::CONFLICT {
+                assert!(
+                    Instant::now() < deadline,
+                    "{name}: {}",
+                    r.text().await.unwrap()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            let logs: Value = r.json().await.unwrap();
             let last = logs
                 .as_array()
                 .unwrap()
@@ -1244,6 +1255,15 @@ async fn a_canary_secret_never_leaks_but_the_container_sees_it() {
     assert!(audit.contains("secret.reveal") && audit.contains("secret.create"));
     assert!(!audit.contains(&secret) && !audit.contains(&group_secret));
 
+    // A new root is refused while this berth serves the data dir.
+    let out = Command::new(BIN)
+        .args(["secrets", "rotate-key", "--root", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("berth is running"));
+
     drop(_guard);
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("DEBUG"), "debug logging was on");
@@ -1285,4 +1305,203 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// `rotate-key --root` after a feared leak of master key and database: a
+/// new root, everything sealed under the old one re-sealed (secrets, the
+/// EAB key, a TSIG secret, a webhook secret), API tokens void, and the
+/// setup's recovery key still recovers. It refuses while berth runs.
+#[tokio::test]
+async fn a_new_root_re_seals_everything_and_the_recovery_key_still_works() {
+    let app = spawn_app().await;
+    let r = app
+        .client
+        .post(app.api("/setup"))
+        .json(&json!({ "token": app.setup_token(), "username": USERNAME, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    let recovery = body["recovery_key"].as_str().unwrap().to_string();
+    let csrf = body["csrf_token"].as_str().unwrap().to_string();
+    let ok = |r: reqwest::Response| async move {
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert!(status.is_success(), "{status}: {text}");
+        serde_json::from_str::<Value>(&text).unwrap_or(Value::Null)
+    };
+    ok(app
+        .post("/secret-groups", &csrf, json!({ "name": "vault" }))
+        .await)
+    .await;
+    ok(app
+        .send(
+            Method::PUT,
+            "/secret-groups/vault/secrets/DB_PASSWORD",
+            &csrf,
+            Some(json!({ "value": "kept-across-roots" })),
+        )
+        .await)
+    .await;
+    ok(app
+        .send(
+            Method::PUT,
+            "/acme",
+            &csrf,
+            Some(json!({ "directory_url": "https://ca.invalid/directory",
+                         "eab": { "kid": "kid-1", "hmac_key": "c2VhbGVkIGhtYWMga2V5" } })),
+        )
+        .await)
+    .await;
+    ok(app
+        .post(
+            "/dns-providers",
+            &csrf,
+            json!({ "name": "bind", "secret": "c2VjcmV0IHRzaWcga2V5",
+                    "config": { "kind": "rfc2136", "server": "127.0.0.1:53", "zone": "berth.test",
+                                "key_name": "berth-test" }, "allow_internal": true }),
+        )
+        .await)
+    .await;
+    let channel = ok(app
+        .post(
+            "/notifications/channels",
+            &csrf,
+            json!({ "name": "ops", "config": { "kind": "webhook", "url": "http://127.0.0.1:9/hook" },
+                    "secret": "hook-secret", "allow_internal": true }),
+        )
+        .await)
+    .await;
+    let channel_id = channel["id"].as_str().unwrap().to_string();
+    let (_, token) = app.create_token(&csrf, &["read"]).await;
+
+    let sealed_columns = [
+        (
+            "acme_account",
+            "eab_hmac_sealed",
+            "acme-eab-hmac".to_string(),
+        ),
+        (
+            "dns_providers",
+            "secret_sealed",
+            "dns-provider:bind".to_string(),
+        ),
+        (
+            "notification_channels",
+            "secret_sealed",
+            format!("notification-channel:{channel_id}"),
+        ),
+    ];
+    let read = |db: sqlx::SqlitePool, table: &'static str, column: &'static str| async move {
+        sqlx::query_scalar::<_, Vec<u8>>(&format!("SELECT {column} FROM {table}"))
+            .fetch_one(&db)
+            .await
+            .unwrap()
+    };
+    let mut before = Vec::new();
+    for (table, column, _) in &sealed_columns {
+        before.push(read(app.state.db.clone(), table, column).await);
+    }
+    let old_keys = app.state.keys.clone();
+
+    // While berth serves the data dir, a new root is refused.
+    let dir = app.data_dir.path().to_path_buf();
+    // (`berth serve` holds this lock while it runs.)
+    let held = berth::store::lock_data_dir(&dir).unwrap();
+    let out = Command::new(BIN)
+        .args(["secrets", "rotate-key", "--root", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("berth is running"));
+    drop(held);
+
+    app.handle.shutdown();
+    let out = Command::new(BIN)
+        .args(["secrets", "rotate-key", "--root", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("Re-encrypted 1 secret(s)"), "{said}");
+    assert!(said.contains("3 other sealed value(s) re-sealed"), "{said}");
+
+    let again = spawn_with(|c| *c = berth::config::Config::for_tests(&dir)).await;
+    for ((table, column, purpose), old) in sealed_columns.iter().zip(&before) {
+        let now = read(again.state.db.clone(), table, column).await;
+        assert_ne!(&now, old, "{table}.{column} was re-sealed");
+        assert!(
+            again.state.keys.open(purpose, &now).is_ok(),
+            "{table}.{column}"
+        );
+        assert!(
+            old_keys.open(purpose, &now).is_err(),
+            "{table}.{column}: old root"
+        );
+    }
+    let csrf = again.login(&again.client).await;
+    let r = again
+        .send(
+            Method::POST,
+            "/secret-groups/vault/secrets/DB_PASSWORD/reveal",
+            &csrf,
+            Some(json!({ "password": PASSWORD })),
+        )
+        .await;
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["value"],
+        "kept-across-roots"
+    );
+    // Tokens were signed with a key from the old root.
+    let r = client()
+        .get(again.api("/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // The recovery key from setup opens the new root.
+    again.handle.shutdown();
+    std::fs::remove_file(dir.join("master.key")).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["secrets", "recover", "--data-dir"])
+        .arg(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(recovery.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recovered = spawn_with(|c| *c = berth::config::Config::for_tests(&dir)).await;
+    let csrf = recovered.login(&recovered.client).await;
+    let r = recovered
+        .send(
+            Method::POST,
+            "/secret-groups/vault/secrets/DB_PASSWORD/reveal",
+            &csrf,
+            Some(json!({ "password": PASSWORD })),
+        )
+        .await;
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["value"],
+        "kept-across-roots"
+    );
 }

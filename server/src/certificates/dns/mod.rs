@@ -53,7 +53,7 @@ impl Backend {
     }
 }
 
-fn purpose(name: &str) -> String {
+pub(crate) fn purpose(name: &str) -> String {
     format!("dns-provider:{name}")
 }
 
