@@ -32,6 +32,14 @@ pub fn free_dns_port() -> u16 {
 /// A child process killed when dropped.
 pub struct Proc(pub Child);
 
+/// A client that trusts the given PEM root.
+fn trusting(root_pem: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(root_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap()
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -100,91 +108,102 @@ impl Pebble {
 
         let dns = SocketAddr::from(([127, 0, 0, 1], free_dns_port()));
         let challtest_mgmt = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let challtest = Command::new("pebble-challtestsrv")
-            .args([
-                "-dns01",
-                &dns.to_string(),
-                "-http01",
-                "",
-                "-https01",
-                "",
-                "-tlsalpn01",
-                "",
-            ])
-            .args(["-management", &challtest_mgmt.to_string()])
-            // pebble asks for AAAA first and dials it: answer none, so it
-            // connects to 127.0.0.1 where berth listens.
-            .args(["-defaultIPv6", "", "-defaultIPv4", "127.0.0.1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pebble-challtestsrv runs (apt-get install pebble)");
+        let challtest = Proc(
+            Command::new("pebble-challtestsrv")
+                .args([
+                    "-dns01",
+                    &dns.to_string(),
+                    "-http01",
+                    "",
+                    "-https01",
+                    "",
+                    "-tlsalpn01",
+                    "",
+                ])
+                .args(["-management", &challtest_mgmt.to_string()])
+                // pebble asks for AAAA first and dials it: answer none, so it
+                // connects to 127.0.0.1 where berth listens.
+                .args(["-defaultIPv6", "", "-defaultIPv4", "127.0.0.1"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("pebble-challtestsrv runs (apt-get install pebble)"),
+        );
 
-        let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let mgmt = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let mut config = json!({
-            "listenAddress": listen.to_string(),
-            "managementListenAddress": mgmt.to_string(),
-            "certificate": cert_path,
-            "privateKey": key_path,
-            "httpPort": options.http_port,
-            "tlsPort": free_port(),
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": options.eab.is_some(),
-            "certificateValidityPeriod": options.validity_s,
-        });
-        if let Some((kid, key)) = &options.eab {
-            config["externalAccountMACKeys"] = json!({ kid: key });
-        }
+        // The ports are free when chosen, but another test's connection may
+        // take one before pebble binds it: then pebble exits, and it is
+        // started again on other ports.
         let config_path = dir.path().join("pebble.json");
-        std::fs::write(&config_path, json!({ "pebble": config }).to_string()).unwrap();
-        let log = std::fs::File::create(dir.path().join("pebble.log")).unwrap();
-        let pebble = Command::new("pebble")
-            .arg("-config")
-            .arg(&config_path)
-            .args(["-dnsserver", &options.dns.unwrap_or(dns).to_string()])
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .env("PEBBLE_AUTHZREUSE", "0")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("pebble runs (apt-get install pebble)");
-
-        let rig = Pebble {
-            directory_url: format!("https://{listen}/dir"),
-            listener_root_pem: ca.pem(),
-            dns,
-            mgmt,
-            _dir: dir,
-            _pebble: Proc(pebble),
-            _challtest: Proc(challtest),
-        };
-        let client = rig.client();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let log_path = dir.path().join("pebble.log");
+        let mut attempt = 0;
         loop {
-            if client
-                .get(&rig.directory_url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                break;
+            attempt += 1;
+            let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            let mgmt = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            let mut config = json!({
+                "listenAddress": listen.to_string(),
+                "managementListenAddress": mgmt.to_string(),
+                "certificate": cert_path,
+                "privateKey": key_path,
+                "httpPort": options.http_port,
+                "tlsPort": free_port(),
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": options.eab.is_some(),
+                "certificateValidityPeriod": options.validity_s,
+            });
+            if let Some((kid, key)) = &options.eab {
+                config["externalAccountMACKeys"] = json!({ kid: key });
             }
-            assert!(Instant::now() < deadline, "pebble did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            std::fs::write(&config_path, json!({ "pebble": config }).to_string()).unwrap();
+            let log = std::fs::File::create(&log_path).unwrap();
+            let pebble = Command::new("pebble")
+                .arg("-config")
+                .arg(&config_path)
+                .args(["-dnsserver", &options.dns.unwrap_or(dns).to_string()])
+                .env("PEBBLE_VA_NOSLEEP", "1")
+                .env("PEBBLE_WFE_NONCEREJECT", "0")
+                .env("PEBBLE_AUTHZREUSE", "0")
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("pebble runs (apt-get install pebble)");
+            let mut pebble = Proc(pebble);
+            let directory_url = format!("https://{listen}/dir");
+            let client = trusting(&ca.pem());
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let exited = loop {
+                if client
+                    .get(&directory_url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+                {
+                    return Pebble {
+                        directory_url,
+                        listener_root_pem: ca.pem(),
+                        dns,
+                        mgmt,
+                        _dir: dir,
+                        _pebble: pebble,
+                        _challtest: challtest,
+                    };
+                }
+                if let Ok(Some(status)) = pebble.0.try_wait() {
+                    break status;
+                }
+                let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+                assert!(Instant::now() < deadline, "pebble did not come up: {said}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+            assert!(attempt < 3, "pebble exited ({exited}) three times: {said}");
+            eprintln!("pebble exited ({exited}), starting it again: {said}");
         }
-        rig
     }
 
     /// A client that trusts pebble's listener.
     pub fn client(&self) -> reqwest::Client {
-        reqwest::Client::builder()
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(self.listener_root_pem.as_bytes()).unwrap(),
-            )
-            .build()
-            .unwrap()
+        trusting(&self.listener_root_pem)
     }
 
     /// The root that signs what pebble issues (regenerated at every start).
