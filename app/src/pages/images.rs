@@ -7,8 +7,8 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::widgets::{
-    format_unix, human_size, invalid, short_id, Confirm, ErrorMessage, FieldError, StatusBadge,
-    Tone,
+    format_unix, human_size, invalid, loader, short_id, Confirm, ErrorMessage, FieldError,
+    StatusBadge, Tone,
 };
 use super::Frame;
 use crate::api::{ImageInfo, ImportResult, PullProgress, PullRequest};
@@ -32,17 +32,14 @@ fn ImagesBody() -> impl IntoView {
     // An image the engine refused to remove because a container uses it.
     let in_use = RwSignal::new(None::<(String, String)>);
 
-    let reload = move || {
-        spawn_local(async move {
-            match client::get::<Vec<ImageInfo>>("/api/v1/images").await {
-                Ok(list) => {
-                    images.set(list);
-                    loaded.set(true);
-                }
-                Err(e) => error.set(Some(e)),
-            }
-        })
-    };
+    let reload = loader(
+        "/api/v1/images",
+        move |list: Vec<ImageInfo>| {
+            images.set(list);
+            loaded.set(true);
+        },
+        error,
+    );
     Effect::new(move |_| reload());
 
     let remove = move |id: String, label: String, force: bool| {

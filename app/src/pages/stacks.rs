@@ -7,7 +7,8 @@ use leptos::task::spawn_local;
 
 use super::apps::{port_label, AppLink};
 use super::widgets::{
-    app_status_word, invalid, AppStatusBadge, Confirm, ErrorMessage, FieldError, FormError, PlanBox,
+    app_status_word, invalid, loader, AppStatusBadge, Confirm, ErrorMessage, FieldError, FormError,
+    PlanBox,
 };
 use super::Frame;
 use crate::api::{Stack, StackPlan, StackRequest};
@@ -43,17 +44,14 @@ fn StacksBody() -> impl IntoView {
     let error = RwSignal::new(None::<ClientError>);
     let confirming = RwSignal::new(None::<String>);
 
-    let reload = move || {
-        spawn_local(async move {
-            match client::get::<Vec<Stack>>("/api/v1/stacks").await {
-                Ok(list) => {
-                    stacks.set(list);
-                    loaded.set(true);
-                }
-                Err(e) => error.set(Some(e)),
-            }
-        })
-    };
+    let reload = loader(
+        "/api/v1/stacks",
+        move |list: Vec<Stack>| {
+            stacks.set(list);
+            loaded.set(true);
+        },
+        error,
+    );
     Effect::new(move |_| reload());
 
     let delete = move || {

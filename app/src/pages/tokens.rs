@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::widgets::{invalid, ErrorMessage};
+use super::widgets::{invalid, loader, ErrorMessage};
 use super::Frame;
 use crate::api::{CreateToken, CreatedToken, Scope, TokenInfo};
 use crate::client::{self, ClientError};
@@ -24,14 +24,11 @@ fn TokensBody() -> impl IntoView {
     let scope = RwSignal::new(String::from("read"));
     let days = RwSignal::new(String::from("90"));
 
-    let reload = move || {
-        spawn_local(async move {
-            match client::get::<Vec<TokenInfo>>("/api/v1/tokens").await {
-                Ok(list) => tokens.set(list),
-                Err(e) => error.set(Some(e)),
-            }
-        })
-    };
+    let reload = loader(
+        "/api/v1/tokens",
+        move |list: Vec<TokenInfo>| tokens.set(list),
+        error,
+    );
     Effect::new(move |_| reload());
 
     let create = move |ev: leptos::ev::SubmitEvent| {

@@ -6,6 +6,23 @@ use leptos::prelude::*;
 use crate::api::{AppStatus, Plan};
 use crate::client::ClientError;
 
+/// A reload action for a page: GET `path` and hand the answer to `on_ok`,
+/// or put the error in `error`. Pages run it once and after each change.
+pub fn loader<T: serde::de::DeserializeOwned + 'static>(
+    path: &'static str,
+    on_ok: impl Fn(T) + Copy + 'static,
+    error: RwSignal<Option<ClientError>>,
+) -> impl Fn() + Copy + 'static {
+    move || {
+        leptos::task::spawn_local(async move {
+            match crate::client::get::<T>(path).await {
+                Ok(v) => on_ok(v),
+                Err(e) => error.set(Some(e)),
+            }
+        })
+    }
+}
+
 /// An error from the API, announced to screen readers.
 #[component]
 pub fn ErrorMessage(error: RwSignal<Option<ClientError>>) -> impl IntoView {

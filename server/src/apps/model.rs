@@ -315,7 +315,7 @@ pub fn validate(mut spec: AppSpec, policy: &Policy) -> Result<AppSpec, ApiError>
     let mut seen = BTreeSet::new();
     for (i, g) in spec.secret_groups.iter().enumerate() {
         let field = format!("secret_groups[{i}]");
-        crate::secrets::check_group_name(&field, g)?;
+        check_dns_label(&field, g)?;
         if !seen.insert(g) {
             return Err(ApiError::invalid(field, "listed twice"));
         }

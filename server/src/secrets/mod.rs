@@ -468,7 +468,8 @@ impl Secrets {
     }
 
     pub async fn create_group(&self, name: &str, description: &str) -> Result<(), ApiError> {
-        check_group_name("name", name)?;
+        // Named like apps: safe in paths and readable in lists.
+        crate::apps::model::check_dns_label("name", name)?;
         if description.len() > 500 || description.contains(['\n', '\0']) {
             return Err(ApiError::invalid(
                 "description",
@@ -716,25 +717,6 @@ pub fn attached(specs: &[AppSpec], group: &str) -> Vec<String> {
         .collect()
 }
 
-/// Group names: lowercase DNS-label style, so they read well in paths.
-pub fn check_group_name(field: &str, name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            field,
-            "use lowercase letters, digits and `-` (1 to 63, not starting or ending with `-`)",
-        ))
-    }
-}
-
 /// What changed between two stamps, by name, for plans and badges.
 pub fn stamp_changes(old: &str, new: &str) -> Vec<String> {
     let parse = |s: &str| -> BTreeMap<String, String> {
@@ -789,7 +771,7 @@ mod tests {
 
     #[test]
     fn groups_are_named_like_dns_labels() {
-        assert!(check_group_name("name", "shared-db").is_ok());
+        assert!(crate::apps::model::check_dns_label("name", "shared-db").is_ok());
         for bad in [
             "",
             "Shared",
@@ -800,7 +782,10 @@ mod tests {
             "a;b",
             &"x".repeat(64),
         ] {
-            assert!(check_group_name("name", bad).is_err(), "{bad}");
+            assert!(
+                crate::apps::model::check_dns_label("name", bad).is_err(),
+                "{bad}"
+            );
         }
     }
 }

@@ -154,6 +154,43 @@ impl Rig {
     }
 }
 
+/// Completes setup; returns the session's CSRF token and the recovery key
+/// the answer shows once.
+async fn setup_keeping_recovery(app: &TestApp) -> (String, String) {
+    let r = app
+        .client
+        .post(app.api("/setup"))
+        .json(&json!({ "token": app.setup_token(), "username": USERNAME, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let body: Value = r.json().await.unwrap();
+    (
+        body["csrf_token"].as_str().unwrap().to_string(),
+        body["recovery_key"].as_str().unwrap().to_string(),
+    )
+}
+
+/// `berth secrets recover` on `dir`, the key on standard input.
+fn recover(dir: &std::path::Path, key: &str) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(["secrets", "recover", "--data-dir"])
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(key.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn sha(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
@@ -904,18 +941,8 @@ async fn rotate_key_re_encrypts_everything_and_replaces_the_master_key() {
 async fn the_recovery_key_from_setup_restores_a_lost_master_key() {
     // Setup hands out the recovery key once.
     let app = spawn_app().await;
-    let r = app
-        .client
-        .post(app.api("/setup"))
-        .json(&json!({ "token": app.setup_token(), "username": USERNAME, "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let body: Value = r.json().await.unwrap();
-    let recovery = body["recovery_key"].as_str().unwrap().to_string();
+    let (csrf, recovery) = setup_keeping_recovery(&app).await;
     assert!(recovery.starts_with("AGE-SECRET-KEY-1"), "{recovery:.20}");
-    let csrf = body["csrf_token"].as_str().unwrap().to_string();
     app.post("/secret-groups", &csrf, json!({ "name": "keep" }))
         .await;
     let r = app
@@ -937,44 +964,15 @@ async fn the_recovery_key_from_setup_restores_a_lost_master_key() {
 
     let dir = app.data_dir.path().to_path_buf();
     std::fs::remove_file(dir.join("master.key")).unwrap();
-    let recover = |key: String| {
-        let mut child = Command::new(BIN)
-            .args(["secrets", "recover", "--data-dir"])
-            .arg(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(key.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
     // Someone else's recovery key does not open it.
     let stranger = spawn_app().await;
-    let r = stranger
-        .client
-        .post(stranger.api("/setup"))
-        .json(
-            &json!({ "token": stranger.setup_token(), "username": USERNAME, "password": PASSWORD }),
-        )
-        .send()
-        .await
-        .unwrap();
-    let wrong = r.json::<Value>().await.unwrap()["recovery_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let out = recover(wrong);
+    let (_, wrong) = setup_keeping_recovery(&stranger).await;
+    let out = recover(&dir, &wrong);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not belong to this data dir"));
     assert!(!dir.join("master.key").exists());
 
-    let out = recover(format!("{recovery}\n"));
+    let out = recover(&dir, &format!("{recovery}\n"));
     assert!(
         out.status.success(),
         "{}",
@@ -1011,10 +1009,10 @@ async fn the_recovery_key_from_setup_restores_a_lost_master_key() {
     assert_ne!(newer, recovery);
     std::fs::remove_file(dir.join("master.key")).unwrap();
     assert!(
-        !recover(recovery).status.success(),
+        !recover(&dir, &recovery).status.success(),
         "the old key is retired"
     );
-    assert!(recover(newer).status.success());
+    assert!(recover(&dir, &newer).status.success());
 }
 
 /// A canary secret goes through everything a user does with secrets, in a
@@ -1314,16 +1312,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::test]
 async fn a_new_root_re_seals_everything_and_the_recovery_key_still_works() {
     let app = spawn_app().await;
-    let r = app
-        .client
-        .post(app.api("/setup"))
-        .json(&json!({ "token": app.setup_token(), "username": USERNAME, "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
-    let body: Value = r.json().await.unwrap();
-    let recovery = body["recovery_key"].as_str().unwrap().to_string();
-    let csrf = body["csrf_token"].as_str().unwrap().to_string();
+    let (csrf, recovery) = setup_keeping_recovery(&app).await;
     let ok = |r: reqwest::Response| async move {
         let status = r.status();
         let text = r.text().await.unwrap();
@@ -1470,21 +1459,7 @@ async fn a_new_root_re_seals_everything_and_the_recovery_key_still_works() {
     // The recovery key from setup opens the new root.
     again.handle.shutdown();
     std::fs::remove_file(dir.join("master.key")).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["secrets", "recover", "--data-dir"])
-        .arg(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(recovery.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = recover(&dir, &recovery);
     assert!(
         out.status.success(),
         "{}",

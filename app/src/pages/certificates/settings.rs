@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::components::A;
 
-use super::super::widgets::{invalid, Confirm, ErrorMessage, FieldError};
+use super::super::widgets::{invalid, loader, Confirm, ErrorMessage, FieldError};
 use super::super::Frame;
 use crate::api::{
     AcmeSettings, AcmeSettingsInput, Channel, ChannelConfig, ChannelInput, ChannelTest,
@@ -142,14 +142,11 @@ fn DnsProviders() -> impl IntoView {
     let server_id = RwSignal::new("localhost".to_string());
     let secret = RwSignal::new(String::new());
     let internal = RwSignal::new(false);
-    let reload = move || {
-        spawn_local(async move {
-            match client::get::<Vec<DnsProvider>>("/api/v1/dns-providers").await {
-                Ok(p) => providers.set(p),
-                Err(e) => error.set(Some(e)),
-            }
-        })
-    };
+    let reload = loader(
+        "/api/v1/dns-providers",
+        move |p: Vec<DnsProvider>| providers.set(p),
+        error,
+    );
     Effect::new(move |_| reload());
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -275,14 +272,11 @@ fn ChannelsBody() -> impl IntoView {
     let to = RwSignal::new(String::new());
     let secret = RwSignal::new(String::new());
     let internal = RwSignal::new(false);
-    let reload = move || {
-        spawn_local(async move {
-            match client::get::<Vec<Channel>>("/api/v1/notifications/channels").await {
-                Ok(c) => channels.set(c),
-                Err(e) => error.set(Some(e)),
-            }
-        })
-    };
+    let reload = loader(
+        "/api/v1/notifications/channels",
+        move |c: Vec<Channel>| channels.set(c),
+        error,
+    );
     Effect::new(move |_| reload());
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();

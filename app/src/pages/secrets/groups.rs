@@ -6,7 +6,7 @@ use leptos::task::spawn_local;
 use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 
-use super::super::widgets::{invalid, Confirm, ErrorMessage, FieldError, FormError};
+use super::super::widgets::{invalid, loader, Confirm, ErrorMessage, FieldError, FormError};
 use super::super::Frame;
 use super::{moment, SecretsEditor};
 use crate::api::{SecretGroup, SecretGroupInput, SecretScope};
@@ -52,17 +52,14 @@ fn GroupsBody() -> impl IntoView {
     let confirming = RwSignal::new(None::<String>);
     let deleted = RwSignal::new(None::<String>);
 
-    let reload = move || {
-        spawn_local(async move {
-            match client::get::<Vec<SecretGroup>>("/api/v1/secret-groups").await {
-                Ok(list) => {
-                    groups.set(list);
-                    loaded.set(true);
-                }
-                Err(e) => error.set(Some(e)),
-            }
-        })
-    };
+    let reload = loader(
+        "/api/v1/secret-groups",
+        move |list: Vec<SecretGroup>| {
+            groups.set(list);
+            loaded.set(true);
+        },
+        error,
+    );
     Effect::new(move |_| reload());
 
     let delete = move || {

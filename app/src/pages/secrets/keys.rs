@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::components::A;
 
-use super::super::widgets::{ErrorMessage, FormError, StatusBadge, Tone};
+use super::super::widgets::{loader, ErrorMessage, FormError, StatusBadge, Tone};
 use super::super::Frame;
 use super::{moment, reauth, ReauthFields};
 use crate::api::{KeyStatus, RecoveryKey};
@@ -31,14 +31,11 @@ fn data_key(s: &KeyStatus) -> String {
 fn KeysBody() -> impl IntoView {
     let status = RwSignal::new(None::<KeyStatus>);
     let error = RwSignal::new(None::<ClientError>);
-    let reload = move || {
-        spawn_local(async move {
-            match client::get::<KeyStatus>("/api/v1/secrets/keys").await {
-                Ok(s) => status.set(Some(s)),
-                Err(e) => error.set(Some(e)),
-            }
-        })
-    };
+    let reload = loader(
+        "/api/v1/secrets/keys",
+        move |s: KeyStatus| status.set(Some(s)),
+        error,
+    );
     Effect::new(move |_| reload());
 
     view! {
