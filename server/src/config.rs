@@ -71,6 +71,10 @@ pub struct ConfigArgs {
     /// of 32 bytes) supplies the key itself instead.
     #[arg(long, env = "BERTH_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// Load firewall rules into this network namespace (`ip netns`) instead
+    /// of the host's: for tests, and for hosts that route through one.
+    #[arg(long, env = "BERTH_FIREWALL_NETNS")]
+    pub firewall_netns: Option<String>,
 }
 
 /// The file form of the configuration. Unknown keys are an error, so a typo
@@ -94,6 +98,48 @@ struct FileConfig {
     proxy: Option<FileProxy>,
     certificates: Option<FileCertificates>,
     master_key_file: Option<PathBuf>,
+    firewall: Option<FileFirewall>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFirewall {
+    netns: Option<String>,
+    confirm_seconds: Option<u32>,
+}
+
+/// Where the firewall's rules go and how long an apply waits to be confirmed.
+#[derive(Debug, Clone)]
+pub struct FirewallConfig {
+    pub netns: Option<String>,
+    pub confirm_seconds: u32,
+}
+
+impl FirewallConfig {
+    fn load(args: &ConfigArgs, file: Option<FileFirewall>) -> anyhow::Result<Self> {
+        let file = file.unwrap_or_default();
+        let netns = args.firewall_netns.clone().or(file.netns);
+        if let Some(ns) = &netns {
+            // It becomes an argument of `ip netns exec`: a plain name only.
+            let ok = !ns.is_empty()
+                && ns.len() <= 64
+                && !ns.starts_with(['-', '.'])
+                && ns
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !ok {
+                bail!("firewall netns `{ns}`: use a name of letters, digits, '-', '_' and '.'");
+            }
+        }
+        let confirm_seconds = file.confirm_seconds.unwrap_or(60);
+        if !(10..=600).contains(&confirm_seconds) {
+            bail!("firewall.confirm_seconds must be 10..=600");
+        }
+        Ok(FirewallConfig {
+            netns,
+            confirm_seconds,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -332,6 +378,7 @@ pub struct Config {
     pub certificates: CertificatesConfig,
     /// Where the master key comes from.
     pub master_key: MasterKeySource,
+    pub firewall: FirewallConfig,
 }
 
 /// The master key wraps the key ring in the store; it is the one secret
@@ -453,6 +500,7 @@ impl Config {
 
         let proxy = ProxyConfig::load(args, file.proxy, &data_dir)?;
         let certificates = CertificatesConfig::load(args, file.certificates)?;
+        let firewall = FirewallConfig::load(args, file.firewall)?;
         let master_key = match (
             args.master_key_file.clone().or(file.master_key_file),
             std::env::var_os(MASTER_KEY_ENV),
@@ -465,6 +513,7 @@ impl Config {
             (None, None) => MasterKeySource::File(data_dir.join("master.key")),
         };
         Ok(Config {
+            firewall,
             master_key,
             proxy,
             certificates,
@@ -505,6 +554,10 @@ impl Config {
             proxy: ProxyConfig::for_tests(data_dir),
             certificates: CertificatesConfig::for_tests(),
             master_key: MasterKeySource::File(data_dir.join("master.key")),
+            firewall: FirewallConfig {
+                netns: None,
+                confirm_seconds: 60,
+            },
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod fault;
+pub mod firewall;
 pub mod http;
 pub mod notify;
 pub mod outbound;

@@ -31,6 +31,7 @@ pub struct AppState {
     pub proxy: Arc<crate::proxy::Proxy>,
     pub certificates: Arc<crate::certificates::Certificates>,
     pub notifier: Arc<crate::notify::Notifier>,
+    pub firewall: Arc<crate::firewall::Firewall>,
     pub config: Arc<Config>,
     pub keys: Arc<Keys>,
     pub passwords: Arc<Passwords>,
@@ -45,6 +46,7 @@ pub struct Application {
     listener: std::net::TcpListener,
     router: axum::Router,
     handle: Handle,
+    connections: Arc<crate::http::connections::Connections>,
     pub state: AppState,
 }
 
@@ -145,7 +147,30 @@ impl Application {
         // for the life of the process.
         tokio::spawn(certificates.clone().run());
 
+        // Bound before the firewall is set up: the lockout guard keeps the
+        // port actually bound open.
+        let listener = std::net::TcpListener::bind(config.listen)
+            .with_context(|| format!("Failed to listen on {}", config.listen))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let connections = Arc::new(crate::http::connections::Connections::default());
+        let firewall = Arc::new(crate::firewall::Firewall::new(
+            db.clone(),
+            apps.clone(),
+            notifier.clone(),
+            connections.clone(),
+            crate::firewall::FirewallSettings {
+                netns: config.firewall.netns.clone(),
+                confirm_seconds: config.firewall.confirm_seconds,
+                panel_port: addr.port(),
+            },
+        ));
+        // Rolls back an apply nobody confirmed, loads the confirmed rules,
+        // and keeps them loaded.
+        tokio::spawn(firewall.clone().run());
+
         let state = AppState {
+            firewall,
             apps,
             secrets,
             proxy,
@@ -161,11 +186,8 @@ impl Application {
         };
         let router = crate::http::router(state.clone(), sessions);
 
-        let listener = std::net::TcpListener::bind(config.listen)
-            .with_context(|| format!("Failed to listen on {}", config.listen))?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
         Ok(Application {
+            connections,
             addr,
             tls,
             listener,
@@ -206,15 +228,22 @@ impl Application {
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
+        // Connections are numbered (under TLS, if any) so a firewall
+        // confirmation can tell a new one from one opened before the apply.
+        let numbered = crate::http::connections::Numbered {
+            connections: self.connections.clone(),
+        };
         match self.tls {
             Some(tls) => {
                 axum_server::from_tcp_rustls(self.listener, tls)
+                    .map(|rustls| rustls.acceptor(numbered))
                     .handle(self.handle)
                     .serve(service)
                     .await
             }
             None => {
                 axum_server::from_tcp(self.listener)
+                    .acceptor(numbered)
                     .handle(self.handle)
                     .serve(service)
                     .await

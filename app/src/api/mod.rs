@@ -257,5 +257,6 @@ pub use domains::*;
 mod certificates;
 pub use certificates::*;
 pub mod dotenv;
+pub mod firewall;
 mod secrets;
 pub use secrets::*;

@@ -3,6 +3,7 @@
 //! `/health`, the server-rendered UI, and the layers around them.
 
 pub mod client_ip;
+pub mod connections;
 pub mod error;
 pub mod headers;
 pub mod json;
@@ -50,6 +51,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
         (name = "stacks", description = "Compose files as groups of apps"),
         (name = "domains", description = "Domains routed to apps by the reverse proxy"),
         (name = "secrets", description = "Environment secrets: write-only values, sealed at rest, injected into containers"),
+        (name = "firewall", description = "Host firewall: nftables rules applied with a confirmation window"),
         (name = "meta", description = "This document"),
     )
 )]
@@ -83,6 +85,7 @@ impl Modify for SecuritySchemes {
 pub fn api_routes() -> OpenApiRouter<AppState> {
     use crate::apps::{engine_routes as engine, routes as apps, stacks};
     use crate::certificates::routes as certs;
+    use crate::firewall::routes as firewall;
     use crate::notify::routes as notify;
     use crate::proxy::routes as domains;
     use crate::secrets::routes as secrets;
@@ -156,6 +159,14 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
             .routes(routes!(secrets::key_status))
             .routes(routes!(secrets::recovery_key))
             .routes(routes!(secrets::container_env))
+            .routes(routes!(firewall::status))
+            .routes(routes!(firewall::get_rules, firewall::put_rules))
+            .routes(routes!(firewall::plan))
+            .routes(routes!(firewall::apply))
+            .routes(routes!(firewall::confirm))
+            .routes(routes!(firewall::rollback))
+            .routes(routes!(firewall::exposure))
+            .routes(routes!(firewall::presets))
             .routes(routes!(openapi_json)),
     )
 }

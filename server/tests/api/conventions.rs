@@ -109,6 +109,15 @@ async fn the_openapi_spec_describes_every_api_route() {
         ("get", "/api/v1/secrets/keys"),
         ("post", "/api/v1/secrets/recovery-key"),
         ("get", "/api/v1/containers/{id}/env"),
+        ("get", "/api/v1/firewall"),
+        ("get", "/api/v1/firewall/rules"),
+        ("put", "/api/v1/firewall/rules"),
+        ("get", "/api/v1/firewall/plan"),
+        ("post", "/api/v1/firewall/apply"),
+        ("post", "/api/v1/firewall/confirm"),
+        ("post", "/api/v1/firewall/rollback"),
+        ("get", "/api/v1/firewall/exposure"),
+        ("get", "/api/v1/firewall/presets"),
     ];
     for (method, path) in expected {
         assert!(

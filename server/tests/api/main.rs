@@ -11,6 +11,7 @@ mod cli;
 mod conventions;
 mod crash;
 mod docker;
+mod firewall;
 mod helpers;
 mod nginx;
 mod proxy;
