@@ -765,3 +765,56 @@ async fn bad_input_is_refused_by_field_and_changes_nothing() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_restart_rolls_back_an_unconfirmed_apply_and_loads_the_confirmed_rules() {
+    let lab = Lab::new();
+    serve_tcp(&lab.server, 5432);
+    let admin = Admin::new(&lab, 60).await;
+    let deny_db = json!({ "action": "deny", "protocol": "tcp", "ports": "5432" });
+    let (status, _) = admin
+        .put_rules(true, json!([admin.allow_panel(), deny_db]))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    admin.apply_and_confirm().await;
+    let confirmed = lab.berth_table().unwrap();
+
+    // An apply that opens 5432, pending when berth goes away.
+    let allow_db = json!({ "action": "allow", "protocol": "tcp", "ports": "5432" });
+    let (status, _) = admin
+        .put_rules(true, json!([admin.allow_panel(), allow_db]))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = admin.call(Method::POST, "/firewall/apply", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(tcp_from(&lab.client, SERVER_V4, 5432), Reach::Open);
+
+    // A berth starting on the same data dir (a restart, or a reboot that
+    // emptied the kernel's tables) rolls the apply back.
+    let (ok, _) = lab.nft(&["delete", "table", "inet", "berth"]);
+    assert!(ok);
+    let mut config = berth::config::Config::for_tests(admin.app.data_dir.path());
+    config.firewall.netns = Some(lab.server.clone());
+    let again = berth::startup::Application::build(config).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while lab.berth_table().as_deref() != Some(confirmed.as_str()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the confirmed rules never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(tcp_from(&lab.client, SERVER_V4, 5432), Reach::Dropped);
+    let last = again
+        .state
+        .firewall
+        .status("127.0.0.1".parse().unwrap())
+        .await
+        .unwrap();
+    let last = last.last_apply.unwrap();
+    assert_eq!(last.state, "rolled_back");
+    assert!(last
+        .message
+        .unwrap()
+        .contains("restarted before the apply was confirmed"));
+}
