@@ -18,6 +18,7 @@ use pages::*;
 pub fn App() -> impl IntoView {
     provide_meta_context();
     provide_context(Auth::default());
+    provide_context(FirewallWatch::new());
     // Effects run only in the browser: this marks the moment the page has
     // hydrated and is interactive (the browser tests wait for it).
     Effect::new(move |_| {
@@ -52,6 +53,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/images") view=Images/>
                 <Route path=path!("/volumes") view=Volumes/>
                 <Route path=path!("/networks") view=Networks/>
+                <Route path=path!("/firewall") view=Firewall/>
                 <Route path=path!("/:capability") view=Planned/>
             </Routes>
         </Router>

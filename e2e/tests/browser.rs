@@ -98,6 +98,8 @@ async fn browser(driver_url: &str, profile: &Path) -> Client {
 }
 
 struct Run {
+    /// The namespace berth's firewall rules go to.
+    netns: String,
     client: Client,
     base: String,
     /// The embedded proxy's plain-HTTP listener.
@@ -168,7 +170,10 @@ async fn a_fresh_berth_is_set_up_and_used_through_the_browser() {
     // A real ACME CA on loopback; berth's proxy listens where it validates.
     let http_port = acme_rig::free_port();
     let pebble = acme_rig::Pebble::start(acme_rig::PebbleOptions::http(http_port)).await;
+    // The firewall step loads rules into a namespace of its own, never the host's.
+    let netns = Netns::new();
     let mut config = Config::for_tests(data.path());
+    config.firewall.netns = Some(netns.0.clone());
     config.site_dir = site;
     config.proxy.http = Some(std::net::SocketAddr::from(([127, 0, 0, 1], http_port)));
     config.certificates.self_test_port = http_port;
@@ -186,6 +191,7 @@ async fn a_fresh_berth_is_set_up_and_used_through_the_browser() {
     let _ = std::fs::remove_dir_all(&shots);
     std::fs::create_dir_all(&shots).unwrap();
     let mut run = Run {
+        netns: netns.0.clone(),
         client: client.clone(),
         base: base.clone(),
         proxy_http,
@@ -279,6 +285,7 @@ async fn steps(run: &mut Run, data: &Path) {
     secrets(run).await;
     domains(run).await;
     certificates(run).await;
+    firewall(run).await;
 
     // Create an API token; its value is shown once and works as a bearer.
     run.click("nav a[href='/tokens']").await;
@@ -787,4 +794,95 @@ async fn webhook() -> (
         }
     });
     (addr, hits)
+}
+
+/// A network namespace for the firewall step, removed on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Netns {
+        let name = format!("berth-e2e-{}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip netns add {name}");
+        Netns(name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// berth's table in the namespace, in nft's text, or `None`.
+fn berth_table(netns: &str) -> Option<String> {
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", netns, "nft", "list", "table", "inet", "berth",
+        ])
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The VPS guide's table in one click, reviewed as a plan, applied, and
+/// confirmed from the countdown; then a change reverted from the banner.
+async fn firewall(run: &mut Run) {
+    run.goto("/firewall").await;
+    run.wait_css("#firewall-status").await;
+    assert_eq!(berth_table(&run.netns), None, "off until the admin applies");
+    run.click("#preset-vps-guide").await;
+    run.wait_css("#rule-5-ports").await;
+    run.click("#firewall-enabled").await;
+    // A bad port is caught at its field before anything is saved.
+    run.type_into("#rule-4-ports", "99").await;
+    run.wait_css("#rule-4-ports-error").await;
+    run.wait_text("#rule-4-ports-error", "out of range").await;
+    run.shot("firewall-bad-port").await;
+    let field = run.wait_css("#rule-4-ports").await;
+    field.clear().await.unwrap();
+    field.send_keys("3001").await.unwrap();
+    run.click("#save-rules").await;
+    run.wait_css("#rules-saved").await;
+
+    run.click("#plan-button").await;
+    run.wait_css("#plan-diff").await;
+    run.wait_text("#plan-diff", "0.0.0.0/0 . 6 . 5432").await;
+    run.wait_text("#plan-changes", "turn the firewall on").await;
+    run.shot("firewall-plan").await;
+    run.click("#apply-button").await;
+    run.wait_css("#firewall-countdown").await;
+    let table = berth_table(&run.netns).expect("applied in the namespace");
+    assert!(table.contains("5432"), "{table}");
+    run.shot("firewall-countdown").await;
+    // Confirm comes over a new connection (berth closes the old ones).
+    run.click("#confirm-button").await;
+    run.wait_css("#firewall-confirmed").await;
+    run.wait_text("#last-apply", "confirmed").await;
+    run.wait_css("#exposure-table").await;
+    run.shot("firewall-confirmed").await;
+
+    // A change, reverted from the banner: the confirmed table comes back.
+    run.click("#rule-5-remove").await;
+    run.click("#save-rules").await;
+    run.wait_css("#rules-saved").await;
+    run.click("#plan-button").await;
+    run.wait_text("#plan-changes", "remove").await;
+    run.click("#apply-button").await;
+    run.wait_css("#firewall-countdown").await;
+    assert!(!berth_table(&run.netns).unwrap().contains("5432"));
+    run.click("#revert-button").await;
+    run.wait_css("#firewall-reverted").await;
+    assert_eq!(
+        berth_table(&run.netns).unwrap(),
+        table,
+        "the confirmed rules are back"
+    );
+    run.shot("firewall-reverted").await;
 }

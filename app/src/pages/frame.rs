@@ -8,7 +8,7 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_location, use_navigate};
 
-use super::CAPABILITIES;
+use super::{PendingNotice, CAPABILITIES};
 use crate::api::{Me, SetupStatus};
 use crate::client::{self, ClientError};
 
@@ -163,6 +163,8 @@ fn Layout(
             </nav>
             <main id="main" tabindex="-1">
                 <h1>{title}</h1>
+                // An apply awaiting confirmation rolls back on any page.
+                <PendingNotice signed_in/>
                 {move || failure.get().map(|e| view! { <p class="error" role="alert">{e.message}</p> })}
                 {move || (!signed_in.get())
                     .then(|| view! { <p class="muted" aria-busy="true">"Loading…"</p> })}

@@ -7,6 +7,7 @@ mod certificates;
 mod containers;
 mod dashboard;
 mod domains;
+mod firewall;
 mod frame;
 mod images;
 mod login;
@@ -25,6 +26,7 @@ pub use certificates::{CertificatePage, CertificateSettings, Certificates, Notif
 pub use containers::Containers;
 pub use dashboard::Dashboard;
 pub use domains::{DomainPage, Domains};
+pub use firewall::{Firewall, FirewallWatch, PendingNotice};
 pub use frame::{Auth, Frame};
 pub use images::Images;
 pub use login::Login;

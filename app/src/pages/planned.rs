@@ -43,7 +43,7 @@ pub const CAPABILITIES: &[Capability] = &[
         name: "Firewall",
         summary:
             "nftables rules aware of Docker's published ports, with no way to lock yourself out.",
-        built: false,
+        built: true,
     },
     Capability {
         slug: "backups",
