@@ -299,6 +299,9 @@ pub const MAX_PORT_ENTRIES: usize = 64;
 pub const MAX_SOURCES: usize = 1024;
 /// The most rules a firewall may hold.
 pub const MAX_RULES: usize = 5000;
+/// The most set elements they may expand to (each source times each port
+/// range), which bounds what one apply asks of the kernel.
+pub const MAX_ELEMENTS: usize = 200_000;
 const MAX_COMMENT: usize = 100;
 const MAX_NAME: usize = 32;
 
@@ -567,6 +570,18 @@ pub fn check_config(config: &FirewallConfig) -> Result<Vec<CheckedRule>, FieldEr
             }
         }
         checked.push(check_rule(i, rule)?);
+    }
+    let elements: usize = checked
+        .iter()
+        .map(|r| r.sources.len().max(1) * r.ports.len().max(1))
+        .sum();
+    if elements > MAX_ELEMENTS {
+        return Err(FieldError {
+            field: "rules".into(),
+            message: format!(
+                "these rules expand to {elements} source-and-port entries; at most {MAX_ELEMENTS}"
+            ),
+        });
     }
     Ok(checked)
 }

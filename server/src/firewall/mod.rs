@@ -15,6 +15,8 @@ pub mod presets;
 pub mod report;
 pub mod routes;
 
+pub use routes::MAX_RULES_BODY;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 

@@ -22,6 +22,10 @@ use crate::http::query::ApiQuery;
 use crate::proxy::routes::DryRun;
 use crate::startup::AppState;
 
+/// Largest body `PUT /firewall/rules` takes: room for the most rules
+/// (`MAX_RULES`) a firewall may hold, each with a few sources.
+pub const MAX_RULES_BODY: usize = 2 * 1024 * 1024;
+
 /// The firewall at a glance: backend, revisions, a pending apply, drift,
 /// other firewalls on the host.
 #[utoipa::path(get, path = "/firewall", tag = "firewall",

@@ -160,7 +160,12 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
             .routes(routes!(secrets::recovery_key))
             .routes(routes!(secrets::container_env))
             .routes(routes!(firewall::status))
-            .routes(routes!(firewall::get_rules, firewall::put_rules))
+            // A thousand-rule blocklist is larger than other bodies.
+            .merge(
+                OpenApiRouter::new()
+                    .routes(routes!(firewall::get_rules, firewall::put_rules))
+                    .layer(DefaultBodyLimit::max(firewall::MAX_RULES_BODY)),
+            )
             .routes(routes!(firewall::plan))
             .routes(routes!(firewall::apply))
             .routes(routes!(firewall::confirm))

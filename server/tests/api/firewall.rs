@@ -753,6 +753,29 @@ async fn bad_input_is_refused_by_field_and_changes_nothing() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 
+    // A thousand-address blocklist fits in one PUT, a larger body than
+    // other routes take.
+    let mut many = vec![ok.clone()];
+    for i in 0..1000 {
+        many.push(json!({ "action": "deny", "protocol": "tcp", "ports": "22",
+                          "sources": [format!("10.1.{}.{}/32", i / 250, i % 250 + 1)] }));
+    }
+    let (status, body) = admin.put_rules(true, json!(many)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["rules"].as_array().unwrap().len(), 1001);
+    // Rules that would expand past the bound on set elements are refused.
+    let ports: Vec<String> = (1..=64).map(|p| (p * 100).to_string()).collect();
+    let sources: Vec<String> = (0..1024)
+        .map(|i| format!("10.2.{}.{}/32", i / 250, i % 250 + 1))
+        .collect();
+    let wide = json!({ "action": "deny", "protocol": "tcp", "ports": ports.join(","), "sources": sources });
+    let (status, body) = admin
+        .put_rules(true, json!([ok, wide, wide, wide, wide]))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "rules");
+    assert_eq!(lab.berth_table(), None);
+
     // A read-only token reads but cannot change the firewall.
     let csrf = admin.app.login(&admin.app.client).await;
     let (_, reader) = admin.app.create_token(&csrf, &["read"]).await;
