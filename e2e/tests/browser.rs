@@ -403,8 +403,10 @@ fn totp_now(secret: &str) -> String {
 }
 
 /// The image apps use here: Debian's static busybox packed with `docker
-/// import` (no registry is reachable). The same image the server tests make.
-const TEST_IMAGE: &str = "berth-test-busybox:1";
+/// import` (no registry is reachable). A tag of its own: it holds fewer
+/// applets than the server tests' image, and taking their tag first made
+/// their `httpd` containers fail when the browser test ran before them.
+const TEST_IMAGE: &str = "berth-e2e-busybox:1";
 
 fn ensure_test_image() {
     let present = Command::new("docker")

@@ -206,8 +206,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let app = Application::build(config.clone()).await?;
     let _lock = crate::store::lock_data_dir(&config.data_dir)?;
     let handle = app.handle();
+    let firewall = app.state.firewall.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
+        firewall.shutdown().await;
         tracing::info!("shutting down: finishing in-flight requests");
         handle.graceful_shutdown(Some(Duration::from_secs(10)));
     });

@@ -132,8 +132,9 @@ impl FirewallConfig {
             }
         }
         let confirm_seconds = file.confirm_seconds.unwrap_or(60);
-        if !(10..=600).contains(&confirm_seconds) {
-            bail!("firewall.confirm_seconds must be 10..=600");
+        use crate::firewall::apply::{MAX_CONFIRM, MIN_CONFIRM};
+        if !(MIN_CONFIRM..=MAX_CONFIRM).contains(&confirm_seconds) {
+            bail!("firewall.confirm_seconds must be {MIN_CONFIRM}..={MAX_CONFIRM}");
         }
         Ok(FirewallConfig {
             netns,

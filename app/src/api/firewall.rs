@@ -332,7 +332,15 @@ pub fn parse_ports(text: &str) -> Result<Vec<PortRange>, String> {
         ));
     }
     ranges.sort_unstable();
-    Ok(ranges)
+    // "80-90,85" is 80-90: overlapping and adjacent ranges merge.
+    let mut merged: Vec<PortRange> = Vec::with_capacity(ranges.len());
+    for (lo, hi) in ranges {
+        match merged.last_mut() {
+            Some(last) if u32::from(lo) <= u32::from(last.1) + 1 => last.1 = last.1.max(hi),
+            _ => merged.push((lo, hi)),
+        }
+    }
+    Ok(merged)
 }
 
 fn port(text: &str) -> Result<u16, String> {
@@ -351,6 +359,19 @@ fn port(text: &str) -> Result<u16, String> {
 /// so `10.0.0.1/8` is refused rather than silently read as `10.0.0.0/8`.
 pub fn parse_source(text: &str) -> Result<IpNet, String> {
     let text = text.trim();
+    // IPv4 packets never carry a mapped address: such a rule would never
+    // match, so it is written as IPv4 or not at all.
+    let mapped = |ip: &IpAddr| matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some());
+    if text
+        .split('/')
+        .next()
+        .and_then(|a| a.parse::<IpAddr>().ok())
+        .is_some_and(|ip| mapped(&ip))
+    {
+        return Err(format!(
+            "`{text}` is an IPv4-mapped address; write it as IPv4"
+        ));
+    }
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Ok(IpNet::from(ip));
     }
@@ -506,8 +527,9 @@ pub fn check_rule(index: usize, rule: &Rule) -> Result<CheckedRule, FieldError> 
             Some(parse_rate(text).map_err(|m| at("rate_limit", m))?)
         }
     };
-    if rule.comment.chars().count() > MAX_COMMENT {
-        return Err(at("comment", format!("at most {MAX_COMMENT} characters")));
+    // nft keeps at most 128 bytes of a comment.
+    if rule.comment.len() > MAX_COMMENT {
+        return Err(at("comment", format!("at most {MAX_COMMENT} bytes")));
     }
     if rule
         .comment
@@ -573,7 +595,8 @@ pub fn check_config(config: &FirewallConfig) -> Result<Vec<CheckedRule>, FieldEr
     }
     let elements: usize = checked
         .iter()
-        .map(|r| r.sources.len().max(1) * r.ports.len().max(1))
+        // No sources means both families: a set element for each.
+        .map(|r| r.sources.len().max(2) * r.ports.len().max(1))
         .sum();
     if elements > MAX_ELEMENTS {
         return Err(FieldError {
@@ -623,6 +646,7 @@ mod tests {
         assert_eq!(parse_ports("22"), Ok(vec![(22, 22)]));
         assert_eq!(parse_ports("8000-8100"), Ok(vec![(8000, 8100)]));
         assert_eq!(parse_ports("443, 80"), Ok(vec![(80, 80), (443, 443)]));
+        assert_eq!(parse_ports("80-90,85,91"), Ok(vec![(80, 91)]));
         assert_eq!(parse_ports(""), Ok(vec![]));
         for bad in [
             "70000",
@@ -651,6 +675,9 @@ mod tests {
             .contains("10.0.0.0/8"));
         assert!(parse_source("example.com").is_err());
         assert!(parse_source("1.2.3.4; reboot").is_err());
+        assert!(parse_source("::ffff:1.2.3.4")
+            .unwrap_err()
+            .contains("IPv4-mapped"));
     }
 
     #[test]

@@ -29,17 +29,17 @@ const CLOSE_DELAY: Duration = Duration::from_millis(500);
 const DRIFT_CHECK: Duration = Duration::from_secs(300);
 
 /// A pending apply, as stored.
-struct Pending {
+pub(crate) struct Pending {
     id: i64,
     revision: i64,
-    config: FirewallConfig,
+    pub(crate) config: FirewallConfig,
     previous: Option<FirewallConfig>,
     previous_revision: Option<i64>,
     deadline: i64,
 }
 
 impl Firewall {
-    async fn pending(&self) -> Result<Option<Pending>, ApiError> {
+    pub(crate) async fn pending(&self) -> Result<Option<Pending>, ApiError> {
         let row = sqlx::query(
             "SELECT id, revision, config, previous, previous_revision, deadline \
              FROM firewall_applies WHERE state = 'pending'",
@@ -85,15 +85,23 @@ impl Firewall {
             .load(&ruleset.transaction())
             .await
             .map_err(|e| ApiError::ApplyFailed(format!("nft refused the ruleset: {e}")))?;
-        let listing = self
-            .nft
-            .list_table()
-            .await
-            .map_err(|e| ApiError::ApplyFailed(e.to_string()))?;
-        sqlx::query("UPDATE firewall_state SET fingerprint = ? WHERE id = 1")
-            .bind(nft::fingerprint(listing.as_ref()))
+        // The kernel holds the new table now: nothing after this may fail
+        // the load. A digest that cannot be taken reads as drift later, and
+        // the drift check loads the rules again.
+        let fingerprint = match self.nft.list_table().await {
+            Ok(listing) => nft::fingerprint(listing.as_ref()),
+            Err(e) => {
+                tracing::warn!(error = %e, "berth's table could not be listed after loading it");
+                "unknown".to_string()
+            }
+        };
+        if let Err(e) = sqlx::query("UPDATE firewall_state SET fingerprint = ? WHERE id = 1")
+            .bind(fingerprint)
             .execute(&self.db)
-            .await?;
+            .await
+        {
+            tracing::warn!(error = %e, "the firewall digest could not be stored");
+        }
         Ok(())
     }
 
@@ -124,6 +132,11 @@ impl Firewall {
             });
         }
         let state = self.state().await?;
+        if state.revision == 0 {
+            return Err(ApiError::Conflict(
+                "there are no saved rules to apply: PUT /firewall/rules first".into(),
+            ));
+        }
         // The guard again: the rules were saved from some address, this is
         // the one that must keep working.
         self.check(&state.desired, client)?;
@@ -153,6 +166,10 @@ impl Firewall {
         .fetch_one(&self.db)
         .await?
         .get(0);
+        // The window's timer runs from here, whatever happens next: an
+        // apply cut short still rolls back (a closed one is left alone).
+        let me = self.clone();
+        tokio::spawn(async move { me.expire_at(id, deadline, None).await });
         if let Err(e) = self.load(Some(&state.desired)).await {
             // nft commits all or nothing: the kernel still holds the old table.
             self.finish(id, "failed", &e.to_string()).await?;
@@ -165,8 +182,6 @@ impl Firewall {
             tokio::time::sleep(CLOSE_DELAY).await;
             connections.close_below(watermark);
         });
-        let me = self.clone();
-        tokio::spawn(async move { me.expire_at(id, deadline).await });
         tracing::info!(
             apply = id,
             revision = state.revision,
@@ -286,6 +301,8 @@ impl Firewall {
 
     /// Loads the table from before `p` and closes it as rolled back.
     async fn roll_back(&self, p: &Pending, why: &str) -> Result<(), ApiError> {
+        // From here no confirmation is taken, even if recording fails below.
+        *self.pending_watermark.lock().expect("not poisoned") = None;
         self.load(p.previous.as_ref()).await?;
         let restored = match p.previous_revision {
             Some(r) => format!("revision {r} restored"),
@@ -293,20 +310,20 @@ impl Firewall {
         };
         let message = format!("{why}; {restored}");
         self.finish(p.id, "rolled_back", &message).await?;
-        *self.pending_watermark.lock().expect("not poisoned") = None;
         tracing::warn!(apply = p.id, "{message}");
         Ok(())
     }
 
-    /// The timer of one apply's window.
-    async fn expire_at(self: Arc<Self>, id: i64, deadline: i64) {
+    /// The timer of one apply's window. `why` overrides the reason
+    /// ("not confirmed within N s").
+    async fn expire_at(self: Arc<Self>, id: i64, deadline: i64, why: Option<String>) {
         let wait = (deadline - crate::store::now()).max(0) as u64;
         tokio::time::sleep(Duration::from_secs(wait)).await;
         // A rollback that fails (nft gone for a moment) is tried again until
         // it takes: the window has passed, the old rules must come back.
         let mut backoff = Duration::from_secs(1);
         loop {
-            match self.expire(id).await {
+            match self.expire(id, why.as_deref()).await {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::error!(apply = id, error = %e, "firewall rollback failed; retrying");
@@ -317,32 +334,63 @@ impl Firewall {
         }
     }
 
-    async fn expire(&self, id: i64) -> Result<(), ApiError> {
-        let _one = self.lock.lock().await;
-        let Some(p) = self.pending().await?.filter(|p| p.id == id) else {
-            return Ok(());
+    async fn expire(&self, id: i64, why: Option<&str>) -> Result<(), ApiError> {
+        let (p, why) = {
+            let _one = self.lock.lock().await;
+            let Some(p) = self.pending().await?.filter(|p| p.id == id) else {
+                return Ok(());
+            };
+            let why = match why {
+                Some(w) => w.to_string(),
+                None => format!(
+                    "not confirmed within {} s",
+                    p.deadline - self.started_at(p.id).await?
+                ),
+            };
+            self.roll_back(&p, &why).await?;
+            (p, why)
         };
-        let seconds = p.deadline - self.started_at(p.id).await?;
-        self.roll_back(&p, &format!("not confirmed within {seconds} s"))
-            .await?;
+        // Told outside the lock: a slow mail server must not hold up the
+        // next apply.
         let event = crate::audit::Event::new("berth", None, "firewall.rollback", Outcome::Success)
             .target("firewall")
-            .detail(json!({ "apply_id": p.id, "revision": p.revision, "reason": "not confirmed" }));
+            .detail(json!({ "apply_id": p.id, "revision": p.revision, "reason": why }));
         crate::audit::record(&self.db, event).await?;
         self.notifier
             .send(&Notice {
                 event: "firewall.rolled_back".into(),
                 subject: "berth rolled back a firewall change".into(),
                 text: format!(
-                    "Firewall revision {} was applied but not confirmed within {seconds} s, so \
-                     berth restored the previous rules. If you could not reach the panel, the \
-                     new rules would have locked you out.",
+                    "Firewall revision {} was applied but {why}, so berth restored the previous \
+                     rules. If you could not reach the panel, the new rules would have locked \
+                     you out.",
                     p.revision
                 ),
                 details: json!({ "apply_id": p.id, "revision": p.revision }),
             })
             .await;
         Ok(())
+    }
+
+    /// On a clean stop: an apply pending now can never be confirmed (the
+    /// connection watermark lives in this process), so it goes back now,
+    /// rather than staying loaded until berth starts again.
+    pub async fn shutdown(self: &Arc<Self>) {
+        let pending = match self.pending().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "firewall state unreadable at shutdown");
+                return;
+            }
+        };
+        if let Some(p) = pending {
+            if let Err(e) = self
+                .expire(p.id, Some("berth stopped before the apply was confirmed"))
+                .await
+            {
+                tracing::error!(error = %e, "the pending firewall apply could not be rolled back; berth rolls it back when it starts");
+            }
+        }
     }
 
     async fn started_at(&self, id: i64) -> Result<i64, ApiError> {
@@ -376,13 +424,21 @@ impl Firewall {
         }
     }
 
-    async fn start(&self) -> Result<(), ApiError> {
-        let _one = self.lock.lock().await;
+    async fn start(self: &Arc<Self>) -> Result<(), ApiError> {
         if let Some(p) = self.pending().await? {
-            return self
-                .roll_back(&p, "berth restarted before the apply was confirmed")
-                .await;
+            // Retried until it takes, like a window that runs out.
+            let me = self.clone();
+            tokio::spawn(async move {
+                me.expire_at(
+                    p.id,
+                    0,
+                    Some("berth restarted before the apply was confirmed".into()),
+                )
+                .await
+            });
+            return Ok(());
         }
+        let _one = self.lock.lock().await;
         let state = self.state().await?;
         if let Some(applied) = &state.applied {
             self.load(Some(applied)).await?;

@@ -400,6 +400,92 @@ fn elements(rule: &CheckedRule, v6: bool) -> Vec<Elem> {
     out
 }
 
+/// An address range as numbers, for overlap tests within one family.
+fn span(net: &IpNet) -> (u128, u128) {
+    match net {
+        IpNet::V4(n) => (
+            u32::from(n.network()).into(),
+            u32::from(n.broadcast()).into(),
+        ),
+        IpNet::V6(n) => (u128::from(n.network()), u128::from(n.broadcast())),
+    }
+}
+
+/// Whether two sorted, disjoint lists of networks share an address.
+fn nets_meet(a: &[IpNet], b: &[IpNet]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (span(&a[i]), span(&b[j]));
+        if x.1 < y.0 {
+            i += 1;
+        } else if y.1 < x.0 {
+            j += 1;
+        } else {
+            return true;
+        }
+    }
+    false
+}
+
+/// Splits one verdict's elements into sets the kernel takes. Its interval
+/// sets of concatenations refuse an element that overlaps another, and
+/// rules overlap all the time (`1.2.3.0/24` and `1.2.3.4`; "22 from
+/// anywhere" and "22,2222 from 10/8"). Within one verdict that is harmless
+/// to resolve: a network inside another of the same protocol and ports adds
+/// nothing and goes; elements that still cross go to a further set (the
+/// verdict is the same whichever matches).
+fn fold(elements: Vec<Elem>) -> Vec<Vec<Elem>> {
+    // Buckets of one protocol span and one port span, in first-seen order.
+    type Bucket = ((u8, u8), PortRange, Vec<IpNet>);
+    let mut buckets: Vec<Bucket> = Vec::new();
+    for e in elements {
+        let Elem::Match { net, proto, ports } = e else {
+            continue;
+        };
+        match buckets.iter_mut().find(|b| b.0 == proto && b.1 == ports) {
+            Some(b) => b.2.push(net),
+            None => buckets.push((proto, ports, vec![net])),
+        }
+    }
+    // Networks nest or are disjoint: sorted by start, widest first, one
+    // inside the last kept is inside a kept one.
+    for b in &mut buckets {
+        b.2.sort_by_key(|n| (span(n).0, n.prefix_len()));
+        let mut kept: Vec<IpNet> = Vec::with_capacity(b.2.len());
+        for n in b.2.drain(..) {
+            if !kept.last().is_some_and(|k| k.contains(&n)) {
+                kept.push(n);
+            }
+        }
+        b.2 = kept;
+    }
+    let crosses = |a: &Bucket, b: &Bucket| {
+        a.0 .0 <= b.0 .1
+            && b.0 .0 <= a.0 .1
+            && a.1 .0 <= b.1 .1
+            && b.1 .0 <= a.1 .1
+            && nets_meet(&a.2, &b.2)
+    };
+    let mut parts: Vec<Vec<Bucket>> = Vec::new();
+    for b in buckets {
+        match parts.iter_mut().find(|p| !p.iter().any(|c| crosses(c, &b))) {
+            Some(p) => p.push(b),
+            None => parts.push(vec![b]),
+        }
+    }
+    parts
+        .into_iter()
+        .map(|p| {
+            p.into_iter()
+                .flat_map(|(proto, ports, nets)| {
+                    nets.into_iter()
+                        .map(move |net| Elem::Match { net, proto, ports })
+                })
+                .collect()
+        })
+        .collect()
+}
+
 fn verdicts(action: Action) -> Vec<(Vec<Value>, String)> {
     match action {
         Action::Allow => vec![(vec![json!({"accept": null})], "accept".into())],
@@ -457,19 +543,11 @@ pub fn compile(inputs: &Inputs) -> Ruleset {
                 continue;
             }
             let fam = if v6 { "v6" } else { "v4" };
-            let name = format!("r{group}_{fam}");
-            sets.push(Set {
-                name: name.clone(),
-                kind: if v6 { SetKind::Match6 } else { SetKind::Match4 },
-                elements,
-            });
-            let lookup = match_("==", key(v6), json!(format!("@{name}")));
-            let lookup_text = format!("{} @{name}", key_text(v6));
-            if let Some(limit) = rs[i].rate_limit {
-                let meter = format!("m{group}_{fam}");
+            let meter = rs[i].rate_limit.map(|limit| {
+                let name = format!("m{group}_{fam}");
                 let timeout = limit.per.seconds().max(60);
                 sets.push(Set {
-                    name: meter.clone(),
+                    name: name.clone(),
                     kind: if v6 {
                         SetKind::Meter6 { timeout }
                     } else {
@@ -477,26 +555,42 @@ pub fn compile(inputs: &Inputs) -> Ruleset {
                     },
                     elements: Vec::new(),
                 });
-                rules.push(Stmt {
-                    expr: vec![lookup.clone(), meter_update(&meter, v6, limit), json!({"drop": null})],
-                    text: format!(
-                        "{lookup_text} update @{meter} {{ {} saddr limit rate over {}/{} burst {} packets }} drop",
-                        if v6 { "ip6" } else { "ip" },
-                        limit.count,
-                        limit.per.as_str(),
-                        limit.count
-                    ),
-                    comment: comment.clone(),
+                (name, limit)
+            });
+            for (k, part) in fold(elements).into_iter().enumerate() {
+                let name = match k {
+                    0 => format!("r{group}_{fam}"),
+                    k => format!("r{group}_{fam}_{k}"),
+                };
+                sets.push(Set {
+                    name: name.clone(),
+                    kind: if v6 { SetKind::Match6 } else { SetKind::Match4 },
+                    elements: part,
                 });
-            }
-            for (verdict, verdict_text) in verdicts(rs[i].action) {
-                let mut expr = vec![lookup.clone()];
-                expr.extend(verdict);
-                rules.push(Stmt {
-                    expr,
-                    text: format!("{lookup_text} {verdict_text}"),
-                    comment: comment.clone(),
-                });
+                let lookup = match_("==", key(v6), json!(format!("@{name}")));
+                let lookup_text = format!("{} @{name}", key_text(v6));
+                if let Some((meter, limit)) = &meter {
+                    rules.push(Stmt {
+                        expr: vec![lookup.clone(), meter_update(meter, v6, *limit), json!({"drop": null})],
+                        text: format!(
+                            "{lookup_text} update @{meter} {{ {} saddr limit rate over {}/{} burst {} packets }} drop",
+                            if v6 { "ip6" } else { "ip" },
+                            limit.count,
+                            limit.per.as_str(),
+                            limit.count
+                        ),
+                        comment: comment.clone(),
+                    });
+                }
+                for (verdict, verdict_text) in verdicts(rs[i].action) {
+                    let mut expr = vec![lookup.clone()];
+                    expr.extend(verdict);
+                    rules.push(Stmt {
+                        expr,
+                        text: format!("{lookup_text} {verdict_text}"),
+                        comment: comment.clone(),
+                    });
+                }
             }
         }
         group += 1;
@@ -737,6 +831,64 @@ mod tests {
         });
         assert_eq!(r.rule_count(), 1, "{}", r.text());
         assert_eq!(r.element_count(), 1000);
+    }
+
+    #[test]
+    fn overlapping_rules_of_one_verdict_fold_into_sets_the_kernel_takes() {
+        let rules = checked(&[
+            (Action::Deny, Protocol::Tcp, "22", &["1.2.3.0/24"]),
+            (
+                Action::Deny,
+                Protocol::Tcp,
+                "22",
+                &["1.2.3.4", "10.0.0.0/8", "10.1.0.0/16"],
+            ),
+            (Action::Deny, Protocol::Tcp, "22,2222", &["10.0.0.0/8"]),
+            (Action::Deny, Protocol::Any, "", &["10.9.9.9"]),
+        ]);
+        let r = compile(&Inputs {
+            enabled: true,
+            rules,
+            ..Inputs::default()
+        });
+        let text = r.text();
+        // Contained networks go; "any" from 10.9.9.9 crosses tcp 22 from
+        // 10/8 and so goes to a second set.
+        assert!(!text.contains("1.2.3.4/32"), "{text}");
+        assert!(!text.contains("10.1.0.0/16"), "{text}");
+        assert!(
+            text.contains("@r0_v4 drop") && text.contains("@r0_v4_1 drop"),
+            "{text}"
+        );
+        let t = r.table.as_ref().unwrap();
+        for set in t.sets.iter().filter(|s| s.kind == SetKind::Match4) {
+            let elems: Vec<&Elem> = set.elements.iter().collect();
+            for (a, x) in elems.iter().enumerate() {
+                for y in &elems[a + 1..] {
+                    let (
+                        Elem::Match {
+                            net: n1,
+                            proto: p1,
+                            ports: q1,
+                        },
+                        Elem::Match {
+                            net: n2,
+                            proto: p2,
+                            ports: q2,
+                        },
+                    ) = (x, y)
+                    else {
+                        continue;
+                    };
+                    let meet = p1.0 <= p2.1
+                        && p2.0 <= p1.1
+                        && q1.0 <= q2.1
+                        && q2.0 <= q1.1
+                        && nets_meet(&[*n1], &[*n2]);
+                    assert!(!meet, "{} overlaps {} in {}", x.text(), y.text(), set.name);
+                }
+            }
+        }
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub(crate) struct State {
     pub fingerprint: Option<String>,
 }
 
-fn off() -> FirewallConfig {
+pub(crate) fn off() -> FirewallConfig {
     FirewallConfig {
         enabled: false,
         mode: Mode::Standalone,
@@ -215,9 +215,17 @@ impl Firewall {
         config: &FirewallConfig,
     ) -> Result<compile::Inputs, ApiError> {
         let rules = check_config(config).map_err(|e| ApiError::invalid(e.field, e.message))?;
+        // Coexist mode drops by default only what Docker publishes: without
+        // that list, loading would open every published port. Refuse.
         let published = if config.enabled && config.mode == Mode::Coexist {
-            report::published(&self.apps)
+            report::try_published(&self.apps)
                 .await
+                .map_err(|e| {
+                    ApiError::Unavailable(format!(
+                        "coexist mode needs the ports Docker publishes, and the engine did not \
+                         answer: {e}"
+                    ))
+                })?
                 .into_iter()
                 .map(|p| (p.protocol, p.port))
                 .collect()

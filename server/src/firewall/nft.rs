@@ -33,6 +33,7 @@ pub struct ForeignChain {
     pub table: String,
     pub name: String,
     pub hook: Option<String>,
+    pub policy: Option<String>,
 }
 
 /// A listening socket.
@@ -62,7 +63,9 @@ impl Nft {
             }
             None => tokio::process::Command::new(program),
         };
+        // nft has no use for the master key berth may have been given.
         cmd.args(args)
+            .env_remove(crate::config::MASTER_KEY_ENV)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -146,7 +149,7 @@ impl Nft {
             Ok(out) => serde_json::from_str(&out)
                 .map(Some)
                 .map_err(|e| NftError(format!("nft printed JSON berth cannot read: {e}"))),
-            Err(e) if e.0.contains("No such file or directory") => Ok(None),
+            Err(e) if table_missing(&e) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -158,7 +161,7 @@ impl Nft {
             .await
         {
             Ok(out) => Ok(out),
-            Err(e) if e.0.contains("No such file or directory") => Ok(String::new()),
+            Err(e) if table_missing(&e) => Ok(String::new()),
             Err(e) => Err(e),
         }
     }
@@ -179,6 +182,7 @@ impl Nft {
                 table: c["table"].as_str().unwrap_or_default().to_string(),
                 name: c["name"].as_str().unwrap_or_default().to_string(),
                 hook: c["hook"].as_str().map(str::to_string),
+                policy: c["policy"].as_str().map(str::to_string),
             })
             .collect())
     }
@@ -190,6 +194,14 @@ impl Nft {
             .await?;
         Ok(parse_ss(&out))
     }
+}
+
+/// nft's answer for a table that is not there, as opposed to nft or the
+/// namespace missing (which say "No such file or directory" too).
+fn table_missing(e: &NftError) -> bool {
+    e.0.contains("No such file or directory")
+        && !e.0.starts_with("cannot run")
+        && !e.0.contains("network namespace")
 }
 
 /// A digest of berth's table as listed, blind to what changes by itself

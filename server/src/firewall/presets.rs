@@ -26,10 +26,23 @@ fn rule(
 /// The presets for a caller at `client`, with the panel on `panel_port`.
 pub fn presets(client: IpAddr, panel_port: u16) -> Vec<Preset> {
     // An in-process or loopback caller has no outside address to offer.
-    let mine: Vec<String> = if client.is_unspecified() || client.is_loopback() {
-        Vec::new()
+    let mine: Vec<String> = match client {
+        c if c.is_unspecified() || c.is_loopback() => Vec::new(),
+        IpAddr::V4(_) => vec![ipnet::IpNet::from(client).to_string()],
+        // IPv6 clients change their address (privacy extensions) within
+        // their /64; a /128 would lock them out a day later.
+        IpAddr::V6(v6) => vec![ipnet::Ipv6Net::new(v6, 64)
+            .expect("64 is a valid prefix")
+            .trunc()
+            .to_string()],
+    };
+    // Without an outside address, "restricted" rules come from anywhere:
+    // say so where the admin reads them.
+    let fill_in = if mine.is_empty() {
+        " You connect from this host, so the restricted rules come with no sources \
+         (anywhere): fill in your networks before saving."
     } else {
-        vec![ipnet::IpNet::from(client).to_string()]
+        ""
     };
     let mut ssh = rule(
         Action::Allow,
@@ -61,7 +74,8 @@ pub fn presets(client: IpAddr, panel_port: u16) -> Vec<Preset> {
             name: "VPS guide".into(),
             description: "The usual VPS table: SSH only from your networks, HTTP and HTTPS \
                           open, 3001 and 5432 blocked, and the panel kept open for you."
-                .into(),
+                .to_string()
+                + fill_in,
             rules: vec![
                 ssh.clone(),
                 panel.clone(),
@@ -88,7 +102,8 @@ pub fn presets(client: IpAddr, panel_port: u16) -> Vec<Preset> {
             name: "SSH, restricted".into(),
             description: "SSH from the given networks only, at most 10 new connections a \
                           minute per address. Edit the sources to your own networks."
-                .into(),
+                .to_string()
+                + fill_in,
             rules: vec![ssh],
         },
         Preset {
@@ -100,7 +115,9 @@ pub fn presets(client: IpAddr, panel_port: u16) -> Vec<Preset> {
         Preset {
             id: "panel".into(),
             name: "berth's panel".into(),
-            description: format!("TCP {panel_port} from your address, so you keep the panel."),
+            description: format!(
+                "TCP {panel_port} from your address, so you keep the panel.{fill_in}"
+            ),
             rules: vec![panel],
         },
         Preset {

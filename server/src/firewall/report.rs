@@ -37,7 +37,7 @@ pub async fn published(apps: &crate::apps::Apps) -> Vec<Published> {
     }
 }
 
-async fn try_published(apps: &crate::apps::Apps) -> anyhow::Result<Vec<Published>> {
+pub(crate) async fn try_published(apps: &crate::apps::Apps) -> anyhow::Result<Vec<Published>> {
     let list = apps
         .engine
         .docker()?
@@ -213,21 +213,22 @@ pub fn warnings(inputs: &compile::Inputs, client: IpAddr) -> Vec<String> {
 
 /// Whether an earlier rule covers everything `rule` matches.
 fn shadowed(earlier: &[CheckedRule], rule: &CheckedRule) -> bool {
+    // Cheap tests first: this runs for every pair of rules.
     earlier.iter().any(|e| {
-        let proto = e.protocol == Protocol::Any || e.protocol == rule.protocol;
-        let ports = e.ports.is_empty()
-            || (!rule.ports.is_empty()
-                && rule
-                    .ports
-                    .iter()
-                    .all(|&(lo, hi)| e.ports.iter().any(|&(a, b)| a <= lo && hi <= b)));
-        let sources = e.sources.is_empty()
-            || (!rule.sources.is_empty()
-                && rule
-                    .sources
-                    .iter()
-                    .all(|n| e.sources.iter().any(|m| m.contains(n))));
-        proto && ports && sources && e.rate_limit.is_none()
+        e.rate_limit.is_none()
+            && (e.protocol == Protocol::Any || e.protocol == rule.protocol)
+            && (e.ports.is_empty()
+                || (!rule.ports.is_empty()
+                    && rule
+                        .ports
+                        .iter()
+                        .all(|&(lo, hi)| e.ports.iter().any(|&(a, b)| a <= lo && hi <= b))))
+            && (e.sources.is_empty()
+                || (!rule.sources.is_empty()
+                    && rule
+                        .sources
+                        .iter()
+                        .all(|n| e.sources.iter().any(|m| m.contains(n)))))
     })
 }
 
@@ -318,7 +319,11 @@ impl Firewall {
         }
         for c in &chains {
             let docker = c.name.starts_with("DOCKER") || c.table == "nat";
-            if !docker && matches!(c.hook.as_deref(), Some("input")) && c.table != "firewalld" {
+            // An input chain that drops by default filters; an empty one
+            // with policy accept (iptables-nft makes those) does not.
+            let filters =
+                matches!(c.hook.as_deref(), Some("input")) && c.policy.as_deref() == Some("drop");
+            if !docker && filters && c.table != "firewalld" {
                 push(
                     "nftables",
                     format!(
@@ -357,24 +362,12 @@ impl Firewall {
     /// apply's rules while one waits, else the confirmed ones).
     pub async fn exposure(&self) -> Result<ExposureReport, ApiError> {
         let state = self.state().await?;
-        let pending: Option<String> =
-            sqlx::query("SELECT config FROM firewall_applies WHERE state = 'pending'")
-                .fetch_optional(&self.db)
-                .await?
-                .map(|r| r.get("config"));
-        let live = match pending {
-            Some(t) => Some(
-                serde_json::from_str::<FirewallConfig>(&t)
-                    .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored apply: {e}")))?,
-            ),
+        let live = match self.pending().await? {
+            Some(p) => Some(p.config),
             None => state.applied.clone(),
         };
         let mut warnings = Vec::new();
-        let config = live.clone().unwrap_or(FirewallConfig {
-            enabled: false,
-            mode: Mode::Standalone,
-            rules: Vec::new(),
-        });
+        let config = live.clone().unwrap_or_else(super::off);
         let mut inputs = self.inputs(&config).await?;
         let published = published(&self.apps).await;
         inputs.published = published.iter().map(|p| (p.protocol, p.port)).collect();

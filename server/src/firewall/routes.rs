@@ -135,10 +135,14 @@ pub async fn apply(
             )
         })?
     };
-    let result = state
-        .firewall
-        .apply(&caller.actor, ip, request.confirm_seconds)
-        .await;
+    // Run to its end even if the client goes away or the request times
+    // out: an apply cut in the middle must still record its window.
+    let firewall = state.firewall.clone();
+    let actor = caller.actor.clone();
+    let result =
+        tokio::spawn(async move { firewall.apply(&actor, ip, request.confirm_seconds).await })
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?;
     let (outcome, detail) = match &result {
         Ok(p) => (
             Outcome::Success,
@@ -195,7 +199,11 @@ pub async fn rollback(
     ClientIp(ip): ClientIp,
 ) -> Result<Json<FirewallStatus>> {
     caller.require(Scope::Admin)?;
-    state.firewall.rollback_now(&caller.actor).await?;
+    let firewall = state.firewall.clone();
+    let actor = caller.actor.clone();
+    tokio::spawn(async move { firewall.rollback_now(&actor).await })
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))??;
     caller
         .audit(
             &state.db,

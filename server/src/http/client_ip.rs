@@ -41,7 +41,11 @@ impl FromRequestParts<AppState> for ClientIp {
     }
 }
 
+/// Addresses come out canonical: an IPv4 client of a dual-stack (`[::]`)
+/// listener is `203.0.113.5`, not `::ffff:203.0.113.5`, so rules and
+/// throttles written for IPv4 apply to it.
 pub fn resolve(peer: IpAddr, forwarded_for: &str, trusted: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
@@ -49,6 +53,7 @@ pub fn resolve(peer: IpAddr, forwarded_for: &str, trusted: &[IpNet]) -> IpAddr {
     forwarded_for
         .rsplit(',')
         .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .map(|ip| ip.to_canonical())
         .find(|ip| !is_trusted(ip))
         .unwrap_or(peer)
 }
@@ -56,6 +61,21 @@ pub fn resolve(peer: IpAddr, forwarded_for: &str, trusted: &[IpNet]) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mapped_ipv4_peers_are_plain_ipv4() {
+        let mapped: IpAddr = "::ffff:203.0.113.5".parse().unwrap();
+        assert_eq!(
+            resolve(mapped, "", &[]),
+            "203.0.113.5".parse::<IpAddr>().unwrap()
+        );
+        let proxy: IpNet = "127.0.0.1/32".parse().unwrap();
+        let local: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert_eq!(
+            resolve(local, "::ffff:198.51.100.7", &[proxy]),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+    }
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {

@@ -375,6 +375,9 @@ async fn rules_decide_real_connections_and_published_ports() {
         { "action": "deny", "protocol": "tcp", "ports": "5432", "sources": ["0.0.0.0/0", "::/0"],
           "comment": "database stays internal" },
         { "action": "deny", "protocol": "tcp", "ports": "8000-8100", "comment": "published ports" },
+        // Overlaps the two above (same verdict): the kernel's interval sets
+        // refuse overlapping elements, so berth must split or drop them.
+        { "action": "deny", "protocol": "tcp", "ports": "5432-5433,8080", "sources": ["10.99.1.0/24", "10.99.1.2"] },
         { "action": "allow", "protocol": "udp", "ports": "53", "sources": ["fd99:1::/64"] },
         { "name": "ssh-alt", "action": "allow", "protocol": "tcp", "ports": "2222", "rate_limit": "3/minute" },
     ]);
