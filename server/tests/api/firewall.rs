@@ -844,3 +844,95 @@ async fn a_restart_rolls_back_an_unconfirmed_apply_and_loads_the_confirmed_rules
         .unwrap()
         .contains("restarted before the apply was confirmed"));
 }
+
+#[tokio::test]
+async fn a_clean_stop_rolls_back_a_pending_apply() {
+    let lab = Lab::new();
+    serve_tcp(&lab.server, 5432);
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("berth.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let data = dir.path().join("data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--plain-http", "--listen", "127.0.0.1:0"])
+        .args([
+            "--proxy-http",
+            "off",
+            "--proxy-https",
+            "off",
+            "--firewall-netns",
+        ])
+        .arg(&lab.server)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("NO_COLOR", "1")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let url = loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(rest) = text.split("url=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!("berth did not start: {text}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let client = crate::helpers::client();
+    let token = std::fs::read_to_string(data.join("setup-token")).unwrap();
+    let r = client
+        .post(format!("{url}/api/v1/setup"))
+        .json(&json!({ "token": token.trim(), "username": "admin", "password": crate::helpers::PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let csrf = crate::helpers::csrf_of(r).await;
+    let r = client
+        .put(format!("{url}/api/v1/firewall/rules"))
+        .header("X-CSRF-Token", &csrf)
+        .json(&json!({ "enabled": true, "rules": [{ "action": "deny", "protocol": "tcp", "ports": "5432" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = client
+        .post(format!("{url}/api/v1/firewall/apply"))
+        .header("X-CSRF-Token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(tcp_from(&lab.client, SERVER_V4, 5432), Reach::Dropped);
+
+    // SIGTERM: the pending apply goes back before berth exits.
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("berth did not stop");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        lab.berth_table(),
+        None,
+        "berth's table is gone, as before the apply"
+    );
+    assert_eq!(tcp_from(&lab.client, SERVER_V4, 5432), Reach::Open);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("berth stopped before the apply was confirmed"),
+        "{log}"
+    );
+}
