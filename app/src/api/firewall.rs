@@ -272,7 +272,8 @@ pub struct Exposure {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ExposureReport {
-    /// Judged against the applied rules (`false`: the desired ones, not yet applied).
+    /// Judged against the live rules (a pending apply's, else the confirmed
+    /// ones); `false`: nothing was ever applied, so the firewall is off.
     pub applied: bool,
     pub enabled: bool,
     pub ports: Vec<Exposure>,

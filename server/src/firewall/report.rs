@@ -195,6 +195,14 @@ pub fn warnings(inputs: &compile::Inputs, client: IpAddr) -> Vec<String> {
         }
         return out;
     }
+    if client.is_loopback() {
+        out.push(
+            "you are connected over loopback (an SSH tunnel or a proxy on this host): loopback \
+             is always let in, so neither the lockout guard nor the confirmation can tell \
+             whether the rules would shut you out from outside"
+                .into(),
+        );
+    }
     let judged = |port: u16| compile::judge(inputs, Protocol::Tcp, port, client);
     if !client.is_loopback() && !client.is_unspecified() && judged(22).is_some() {
         out.push(format!(
