@@ -139,7 +139,7 @@ impl Firewall {
         }
         // The guard again: the rules were saved from some address, this is
         // the one that must keep working.
-        self.check(&state.desired, client)?;
+        self.admit(&state.desired, client)?;
         let now = crate::store::now();
         let deadline = now + i64::from(seconds);
         let config_text =

@@ -142,6 +142,17 @@ impl Firewall {
     /// Validates `config` for a caller at `client`: every field, then the
     /// lockout guard. Answers the warnings.
     pub fn check(&self, config: &FirewallConfig, client: IpAddr) -> Result<Vec<String>, ApiError> {
+        let inputs = self.admit(config, client)?;
+        Ok(report::warnings(&inputs, client))
+    }
+
+    /// Validation and the lockout guard, without the warnings (whose
+    /// shadowed-rule search is quadratic in the rules): what an apply needs.
+    pub(crate) fn admit(
+        &self,
+        config: &FirewallConfig,
+        client: IpAddr,
+    ) -> Result<compile::Inputs, ApiError> {
         let rules = check_config(config).map_err(|e| ApiError::invalid(e.field, e.message))?;
         let inputs = compile::Inputs {
             enabled: config.enabled,
@@ -151,7 +162,7 @@ impl Firewall {
             published: Vec::new(),
         };
         self.guard(&inputs, client)?;
-        Ok(report::warnings(&inputs, client))
+        Ok(inputs)
     }
 
     /// Refuses rules that would cut the caller off from the panel.
