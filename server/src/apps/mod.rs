@@ -789,17 +789,18 @@ impl Apps {
                 }
             }
             let mut ours = false;
-            for (port, proto, container, app) in &published {
-                if *port == host && proto == p.protocol.as_str() {
-                    if app.as_deref() == Some(spec.name.as_str()) {
+            for published in &published {
+                if published.port == host && published.protocol == p.protocol.as_str() {
+                    if published.app.as_deref() == Some(spec.name.as_str()) {
                         ours = true;
                         continue;
                     }
                     return Err(ApiError::invalid(
                         &field,
                         format!(
-                            "host port {host}/{} is published by container `{container}`",
-                            p.protocol.as_str()
+                            "host port {host}/{} is published by container `{}`",
+                            p.protocol.as_str(),
+                            published.container
                         ),
                     ));
                 }

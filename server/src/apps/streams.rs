@@ -135,11 +135,21 @@ pub fn sample(s: ContainerStatsResponse) -> StatsSample {
     }
 }
 
-/// Host ports published by running containers: (port, protocol, container
-/// name, app label).
-pub async fn published_ports(
-    engine: &Engine,
-) -> Result<Vec<(u16, String, String, Option<String>)>, EngineError> {
+/// A host port a running container publishes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishedPort {
+    pub port: u16,
+    /// `tcp`, `udp` or `sctp`, as Docker says.
+    pub protocol: String,
+    /// The host address it is bound to (`0.0.0.0` when Docker names none).
+    pub address: String,
+    pub container: String,
+    /// The berth app the container belongs to, if any.
+    pub app: Option<String>,
+}
+
+/// Host ports published by running containers.
+pub async fn published_ports(engine: &Engine) -> Result<Vec<PublishedPort>, EngineError> {
     let list = engine
         .docker()?
         .list_containers(Some(ListContainersOptionsBuilder::new().all(false).build()))
@@ -155,8 +165,13 @@ pub async fn published_ports(
         let app = c.labels.as_ref().and_then(|l| l.get(LABEL_APP).cloned());
         for p in c.ports.unwrap_or_default() {
             if let Some(public) = p.public_port {
-                let proto = p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into());
-                out.push((public, proto, name.clone(), app.clone()));
+                out.push(PublishedPort {
+                    port: public,
+                    protocol: p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into()),
+                    address: p.ip.unwrap_or_else(|| "0.0.0.0".into()),
+                    container: name.clone(),
+                    app: app.clone(),
+                });
             }
         }
     }

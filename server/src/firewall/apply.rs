@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::api::firewall::{FirewallConfig, FirewallStatus, PendingApply};
+use app::api::firewall::{FirewallConfig, PendingApply};
 use axum::http::StatusCode;
 use serde_json::json;
 use sqlx::Row;
@@ -490,11 +490,6 @@ impl Firewall {
             .detail(json!({ "revision": state.applied_revision, "reason": why }));
         crate::audit::record(&self.db, event).await?;
         Ok(Some(why.to_string()))
-    }
-
-    /// `GET /firewall`.
-    pub async fn status(&self, client: IpAddr) -> Result<FirewallStatus, ApiError> {
-        super::report::status(self, client).await
     }
 }
 

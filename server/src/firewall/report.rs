@@ -9,7 +9,6 @@ use app::api::firewall::{
     CheckedRule, DiffLine, Exposure, ExposureReport, FirewallConfig, FirewallPlan, FirewallStatus,
     Mode, OtherFirewall, Protocol, Rule,
 };
-use bollard::query_parameters::ListContainersOptionsBuilder;
 use sqlx::Row;
 
 use super::{compile, Firewall};
@@ -38,41 +37,24 @@ pub async fn published(apps: &crate::apps::Apps) -> Vec<Published> {
 }
 
 pub(crate) async fn try_published(apps: &crate::apps::Apps) -> anyhow::Result<Vec<Published>> {
-    let list = apps
-        .engine
-        .docker()?
-        .list_containers(Some(ListContainersOptionsBuilder::new().all(false).build()))
-        .await?;
-    let mut out = Vec::new();
-    for c in list {
-        let name = c
-            .names
-            .as_ref()
-            .and_then(|n| n.first())
-            .map(|n| n.trim_start_matches('/').to_string())
-            .unwrap_or_default();
-        let app = c
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(crate::apps::engine::LABEL_APP).cloned());
-        for p in c.ports.into_iter().flatten() {
-            let Some(public) = p.public_port else {
-                continue;
+    let mut out: Vec<Published> = crate::apps::streams::published_ports(&apps.engine)
+        .await?
+        .into_iter()
+        .filter_map(|p| {
+            let protocol = match p.protocol.as_str() {
+                "tcp" => Protocol::Tcp,
+                "udp" => Protocol::Udp,
+                _ => return None,
             };
-            let protocol = match p.typ.map(|t| t.to_string()).as_deref() {
-                Some("udp") => Protocol::Udp,
-                Some("tcp") | None => Protocol::Tcp,
-                Some(_) => continue,
-            };
-            out.push(Published {
+            Some(Published {
                 protocol,
-                port: public,
-                address: p.ip.unwrap_or_else(|| "0.0.0.0".into()),
-                container: name.clone(),
-                app: app.clone(),
-            });
-        }
-    }
+                port: p.port,
+                address: p.address,
+                container: p.container,
+                app: p.app,
+            })
+        })
+        .collect();
     out.sort_by(|a, b| (a.port, &a.address).cmp(&(b.port, &b.address)));
     out.dedup();
     Ok(out)
@@ -499,42 +481,44 @@ fn judge_port(
     e
 }
 
-/// `GET /firewall`.
-pub async fn status(fw: &Firewall, client: IpAddr) -> Result<FirewallStatus, ApiError> {
-    let state = fw.state().await?;
-    let (available, backend) = match fw.nft.version().await {
-        Ok(v) => (true, v),
-        Err(e) => (false, e.to_string()),
-    };
-    let drift = if available && state.applied.is_some() {
-        match fw.nft.list_table().await {
-            Ok(live) => (state.fingerprint.as_deref()
-                != Some(super::nft::fingerprint(live.as_ref()).as_str()))
-            .then(|| "berth's table in the kernel differs from what berth loaded".to_string()),
-            Err(e) => Some(e.to_string()),
-        }
-    } else {
-        None
-    };
-    Ok(FirewallStatus {
-        available,
-        backend,
-        netns: fw.settings.netns.clone(),
-        enabled: state.desired.enabled,
-        mode: state.desired.mode,
-        revision: state.revision,
-        applied_revision: state.applied_revision,
-        pending: fw.pending_apply().await?,
-        last_apply: fw.last_apply().await?,
-        drift,
-        other_firewalls: if available {
-            fw.other_firewalls().await
+impl Firewall {
+    /// `GET /firewall`.
+    pub async fn status(&self, client: IpAddr) -> Result<FirewallStatus, ApiError> {
+        let state = self.state().await?;
+        let (available, backend) = match self.nft.version().await {
+            Ok(v) => (true, v),
+            Err(e) => (false, e.to_string()),
+        };
+        let drift = if available && state.applied.is_some() {
+            match self.nft.list_table().await {
+                Ok(live) => (state.fingerprint.as_deref()
+                    != Some(super::nft::fingerprint(live.as_ref()).as_str()))
+                .then(|| "berth's table in the kernel differs from what berth loaded".to_string()),
+                Err(e) => Some(e.to_string()),
+            }
         } else {
-            Vec::new()
-        },
-        panel_port: fw.settings.panel_port,
-        your_address: client.to_string(),
-    })
+            None
+        };
+        Ok(FirewallStatus {
+            available,
+            backend,
+            netns: self.settings.netns.clone(),
+            enabled: state.desired.enabled,
+            mode: state.desired.mode,
+            revision: state.revision,
+            applied_revision: state.applied_revision,
+            pending: self.pending_apply().await?,
+            last_apply: self.last_apply().await?,
+            drift,
+            other_firewalls: if available {
+                self.other_firewalls().await
+            } else {
+                Vec::new()
+            },
+            panel_port: self.settings.panel_port,
+            your_address: client.to_string(),
+        })
+    }
 }
 
 #[cfg(test)]
