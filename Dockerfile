@@ -21,7 +21,9 @@ RUN SQLX_OFFLINE=true cargo build --release --locked -p berth-server \
  && cp target/release/berth /out/berth
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+# postgresql-client: pg_dump, pg_restore, psql, createdb, dropdb for
+# PostgreSQL backup sources, restores and drills.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates postgresql-client \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /var/lib/berth
 # berth looks for its browser bundle in `site/` next to the executable.

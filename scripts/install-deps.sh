@@ -5,7 +5,7 @@
 #             wasm-bindgen, wasm-opt)
 #   --test    also what the test suite needs (chromium + chromedriver,
 #             sqlx-cli, docker-compose, busybox-static, nginx, pebble, bind9,
-#             PowerDNS, aiosmtpd)
+#             PowerDNS, aiosmtpd, moto, openssh-server)
 set -euo pipefail
 mode="${1:---build}"
 
@@ -13,7 +13,8 @@ need_apt=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 # Debian's rustc-web ships the wasm32 target that rustup cannot download here;
 # rust-web-src lets cargo build std for it (-Zbuild-std); lld-22 links it.
-for p in rustc-web cargo-web rust-web-src lld-22 pkg-config; do
+# postgresql-client: pg_dump, pg_restore, psql for PostgreSQL backups.
+for p in rustc-web cargo-web rust-web-src lld-22 pkg-config postgresql-client; do
   have_pkg "$p" || need_apt+=("$p")
 done
 if [ "$mode" = "--test" ]; then
@@ -22,8 +23,11 @@ if [ "$mode" = "--test" ]; then
   # pebble (+ pebble-challtestsrv): the ACME CA the certificate tests use;
   # bind9: the RFC 2136 server for DNS-01; pdns-server with its SQLite
   # backend (+ sqlite3 to load the schema): the PowerDNS HTTP API provider.
+  # postgresql: the servers the backup tests dump, restore and drill;
+  # zstd: the peer pipe of the backup benchmark.
+  # openssh-server: the real sshd the SFTP backup target is tested against.
   for p in chromium chromium-driver docker-compose busybox-static nginx pebble bind9 \
-    pdns-server pdns-backend-sqlite3 sqlite3; do
+    pdns-server pdns-backend-sqlite3 sqlite3 postgresql zstd openssh-server; do
     have_pkg "$p" || need_apt+=("$p")
   done
 fi
@@ -54,6 +58,11 @@ if [ "$mode" = "--test" ]; then
   if ! python3 -c "import aiosmtpd" 2>/dev/null; then
     echo "installing aiosmtpd"
     python3 -m pip install --quiet "aiosmtpd==1.4.6"
+  fi
+  # moto: a real S3 API with signature checks, for the S3 backup target.
+  if ! python3 -c "import moto, moto.server, boto3; assert moto.__version__ == '5.2.1'" 2>/dev/null; then
+    echo "installing moto[server] 5.2.1"
+    python3 -m pip install --quiet "moto[server]==5.2.1"
   fi
   if ! cargo sqlx --version 2>/dev/null | grep -q "0.8.6"; then
     echo "installing sqlx-cli 0.8.6"

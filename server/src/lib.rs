@@ -9,8 +9,10 @@
 pub mod apps;
 pub mod audit;
 pub mod auth;
+pub mod backups;
 pub mod certificates;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod fault;

@@ -32,6 +32,7 @@ pub struct AppState {
     pub certificates: Arc<crate::certificates::Certificates>,
     pub notifier: Arc<crate::notify::Notifier>,
     pub firewall: Arc<crate::firewall::Firewall>,
+    pub backups: Arc<crate::backups::Backups>,
     pub config: Arc<Config>,
     pub keys: Arc<Keys>,
     pub passwords: Arc<Passwords>,
@@ -169,7 +170,19 @@ impl Application {
         // and keeps them loaded.
         tokio::spawn(firewall.clone().run());
 
+        let backups = Arc::new(crate::backups::Backups::new(
+            db.clone(),
+            keys.clone(),
+            notifier.clone(),
+            apps.clone(),
+            config.data_dir.clone(),
+        ));
+        // Fails what a killed berth left running, then starts scheduled
+        // runs and drills (a start missed while down runs once now).
+        tokio::spawn(backups.clone().run());
+
         let state = AppState {
+            backups,
             firewall,
             apps,
             secrets,

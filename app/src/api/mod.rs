@@ -109,6 +109,11 @@ pub struct SetupComplete {
     /// (`berth secrets recover`). berth keeps only its public half: store
     /// it off this host now; it is not shown again.
     pub recovery_key: String,
+    /// The backup key's secret half (`AGE-SECRET-KEY-1…`): opens berth's
+    /// encrypted backups without berth (`age -d -i key.txt`). Shown only
+    /// this once. Empty when the server made no backup key.
+    #[serde(default)]
+    pub backup_identity: String,
 }
 
 impl std::fmt::Debug for SetupComplete {
@@ -256,6 +261,7 @@ mod domains;
 pub use domains::*;
 mod certificates;
 pub use certificates::*;
+pub mod backups;
 pub mod dotenv;
 pub mod firewall;
 mod secrets;

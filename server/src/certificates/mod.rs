@@ -8,7 +8,7 @@
 pub(crate) mod account;
 pub mod acme;
 mod attempt;
-pub mod clock;
+pub use crate::clock;
 pub mod dns;
 pub mod http01;
 pub mod pem;
@@ -24,12 +24,12 @@ use std::sync::{Arc, Mutex};
 use app::api::{Certificate, ChallengeKind, IssuanceStep, KeyType, OrderRequest, UploadRequest};
 use sqlx::{Row, SqlitePool};
 
+use crate::clock::Clock;
 use crate::config::{CertificatesConfig, ProxyDriver};
 use crate::crypto::Keys;
 use crate::http::error::ApiError;
 use crate::notify::Notifier;
 use crate::proxy::Proxy;
-use clock::Clock;
 
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";

@@ -52,6 +52,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
         (name = "domains", description = "Domains routed to apps by the reverse proxy"),
         (name = "secrets", description = "Environment secrets: write-only values, sealed at rest, injected into containers"),
         (name = "firewall", description = "Host firewall: nftables rules applied with a confirmation window"),
+        (name = "backups", description = "Backups: jobs, runs, retention, restores and restore drills"),
         (name = "meta", description = "This document"),
     )
 )]
@@ -84,6 +85,7 @@ impl Modify for SecuritySchemes {
 /// Every `/api/v1` route, with its OpenAPI description.
 pub fn api_routes() -> OpenApiRouter<AppState> {
     use crate::apps::{engine_routes as engine, routes as apps, stacks};
+    use crate::backups::routes as backups;
     use crate::certificates::routes as certs;
     use crate::firewall::routes as firewall;
     use crate::notify::routes as notify;
@@ -172,6 +174,23 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
             .routes(routes!(firewall::rollback))
             .routes(routes!(firewall::exposure))
             .routes(routes!(firewall::presets))
+            .routes(routes!(backups::list_jobs, backups::create_job))
+            .routes(routes!(
+                backups::get_job,
+                backups::update_job,
+                backups::delete_job
+            ))
+            .routes(routes!(backups::run_job))
+            .routes(routes!(backups::drill_job))
+            .routes(routes!(backups::prune_preview))
+            .routes(routes!(backups::list_runs))
+            .routes(routes!(backups::get_run))
+            .routes(routes!(backups::restore))
+            .routes(routes!(backups::get_restore))
+            .routes(routes!(backups::list_drills))
+            .routes(routes!(backups::get_drill))
+            .routes(routes!(backups::schedule_preview))
+            .routes(routes!(backups::get_key, backups::new_key))
             .routes(routes!(openapi_json)),
     )
 }

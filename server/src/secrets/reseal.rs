@@ -63,6 +63,18 @@ const SEALED: &[SealedColumn] = &[
         column: "secret_sealed",
         purpose: crate::notify::purpose,
     },
+    SealedColumn {
+        table: "backup_jobs",
+        key: "id",
+        column: "secrets_sealed",
+        purpose: crate::backups::jobs::purpose,
+    },
+    SealedColumn {
+        table: "backup_keys",
+        key: "id",
+        column: "identity_sealed",
+        purpose: crate::backups::keys::purpose,
+    },
 ];
 
 /// Re-seals every listed column and every secret data key from `old` to

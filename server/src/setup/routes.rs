@@ -89,6 +89,9 @@ pub async fn complete(
     // The key that recovers the sealed data if master.key is lost; only its
     // public half stays here.
     let recovery_key = state.secrets.new_recovery_key().await?;
+    // The backup key: archives are encrypted to its public half; the
+    // secret half is shown here once, to keep off this host.
+    let backup_key = crate::backups::keys::generate(&state.db, &state.keys).await?;
     let csrf_token = session::start(&session, 0).await?;
     audit::record(
         &state.db,
@@ -101,6 +104,7 @@ pub async fn complete(
             username,
             csrf_token,
             recovery_key: recovery_key.to_string(),
+            backup_identity: backup_key.identity,
         }),
     ))
 }

@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::acme_rig::{free_port, Named, Pebble, PebbleOptions};
-use crate::helpers::{error_of, spawn_with, TestApp};
+use crate::helpers::{error_of, spawn_with, Inbox, TestApp};
 use crate::proxy::{echo_server, presented};
 
 struct Rig {
@@ -489,52 +489,6 @@ async fn dns01_issues_a_wildcard_through_rfc2136_with_tsig_and_cleans_up() {
         .send(reqwest::Method::DELETE, "/dns-providers/bind", None)
         .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
-}
-
-/// A webhook receiver that keeps what it is sent.
-#[derive(Clone, Default)]
-struct Inbox(Arc<Mutex<Vec<(http::HeaderMap, Bytes)>>>);
-
-impl Inbox {
-    async fn start() -> (Inbox, SocketAddr) {
-        let inbox = Inbox::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let keep = inbox.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let keep = keep.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(
-                        move |req: hyper::Request<hyper::body::Incoming>| {
-                            let keep = keep.clone();
-                            async move {
-                                let (parts, body) = req.into_parts();
-                                let body = body.collect().await.unwrap().to_bytes();
-                                keep.0.lock().unwrap().push((parts.headers, body));
-                                Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(
-                                    "ok",
-                                ))))
-                            }
-                        },
-                    );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        (inbox, addr)
-    }
-
-    fn events(&self) -> Vec<Value> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, b)| serde_json::from_slice(b).unwrap())
-            .collect()
-    }
 }
 
 #[tokio::test]

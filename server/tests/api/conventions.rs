@@ -118,6 +118,23 @@ async fn the_openapi_spec_describes_every_api_route() {
         ("post", "/api/v1/firewall/rollback"),
         ("get", "/api/v1/firewall/exposure"),
         ("get", "/api/v1/firewall/presets"),
+        ("get", "/api/v1/backups/jobs"),
+        ("post", "/api/v1/backups/jobs"),
+        ("get", "/api/v1/backups/jobs/{id}"),
+        ("put", "/api/v1/backups/jobs/{id}"),
+        ("delete", "/api/v1/backups/jobs/{id}"),
+        ("post", "/api/v1/backups/jobs/{id}/run"),
+        ("post", "/api/v1/backups/jobs/{id}/drill"),
+        ("get", "/api/v1/backups/jobs/{id}/prune-preview"),
+        ("get", "/api/v1/backups/runs"),
+        ("get", "/api/v1/backups/runs/{id}"),
+        ("post", "/api/v1/backups/runs/{id}/restore"),
+        ("get", "/api/v1/backups/restores/{id}"),
+        ("get", "/api/v1/backups/drills"),
+        ("get", "/api/v1/backups/drills/{id}"),
+        ("get", "/api/v1/backups/schedule-preview"),
+        ("get", "/api/v1/backups/key"),
+        ("post", "/api/v1/backups/key"),
     ];
     for (method, path) in expected {
         assert!(

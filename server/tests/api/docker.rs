@@ -152,6 +152,90 @@ impl Scratch {
     }
 }
 
+impl Scratch {
+    /// Runs `sh -c script` in a throwaway container with `volume` (created,
+    /// labelled, if missing) mounted at `mount`; returns its stdout.
+    pub async fn run_with_volume(
+        &self,
+        image: &str,
+        volume: &str,
+        mount: &str,
+        script: &str,
+    ) -> String {
+        let docker = docker();
+        if docker.inspect_volume(volume).await.is_err() {
+            docker
+                .create_volume(bollard::models::VolumeCreateRequest {
+                    name: Some(volume.to_string()),
+                    labels: Some(HashMap::from([(TEST_LABEL.to_string(), "1".to_string())])),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+        let name = self.name(&format!(
+            "sh-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        ));
+        let body = bollard::models::ContainerCreateBody {
+            image: Some(image.to_string()),
+            cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
+            labels: Some(HashMap::from([(TEST_LABEL.to_string(), "1".to_string())])),
+            host_config: Some(bollard::models::HostConfig {
+                binds: Some(vec![format!("{volume}:{mount}")]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        docker
+            .create_container(
+                Some(
+                    bollard::query_parameters::CreateContainerOptionsBuilder::new()
+                        .name(&name)
+                        .build(),
+                ),
+                body,
+            )
+            .await
+            .unwrap();
+        docker
+            .start_container(
+                &name,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .unwrap();
+        let mut wait = docker.wait_container(
+            &name,
+            None::<bollard::query_parameters::WaitContainerOptions>,
+        );
+        while let Some(r) = wait.next().await {
+            let r = r.unwrap_or_else(|e| panic!("{script}: {e}"));
+            assert_eq!(r.status_code, 0, "{script}");
+        }
+        let mut logs = docker.logs(
+            &name,
+            Some(
+                bollard::query_parameters::LogsOptionsBuilder::new()
+                    .stdout(true)
+                    .build(),
+            ),
+        );
+        let mut out = String::new();
+        while let Some(chunk) = logs.next().await {
+            out.push_str(&chunk.unwrap().to_string());
+        }
+        docker
+            .remove_container(
+                &name,
+                Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+            )
+            .await
+            .unwrap();
+        out
+    }
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         let prefix = self.prefix.clone();
@@ -168,7 +252,11 @@ impl Drop for Scratch {
 async fn remove_prefixed(prefix: &str) {
     let docker = docker();
     let ours = |labels: Option<&HashMap<String, String>>| {
-        labels.is_some_and(|l| l.contains_key("berth.managed") || l.contains_key(TEST_LABEL))
+        labels.is_some_and(|l| {
+            l.contains_key("berth.managed")
+                || l.contains_key(TEST_LABEL)
+                || l.contains_key("berth.backup.restored-from")
+        })
     };
     let filters = HashMap::from([("name".to_string(), vec![format!("^/{prefix}")])]);
     if let Ok(list) = docker

@@ -201,3 +201,52 @@ pub async fn csrf_of(r: Response) -> String {
 pub async fn get_json(client: &Client, url: String) -> Value {
     client.get(url).send().await.unwrap().json().await.unwrap()
 }
+
+/// A webhook receiver that keeps what it is sent.
+#[derive(Clone, Default)]
+pub struct Inbox(pub std::sync::Arc<std::sync::Mutex<Vec<(http::HeaderMap, bytes::Bytes)>>>);
+
+impl Inbox {
+    pub async fn start() -> (Inbox, std::net::SocketAddr) {
+        let inbox = Inbox::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let keep = inbox.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let keep = keep.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let keep = keep.clone();
+                            async move {
+                                let (parts, body) = req.into_parts();
+                                let body = http_body_util::BodyExt::collect(body)
+                                    .await
+                                    .unwrap()
+                                    .to_bytes();
+                                keep.0.lock().unwrap().push((parts.headers, body));
+                                Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                    http_body_util::Full::new(bytes::Bytes::from("ok")),
+                                ))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (inbox, addr)
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| serde_json::from_slice(b).unwrap())
+            .collect()
+    }
+}

@@ -1,6 +1,6 @@
-//! The time the certificate scheduler sees. Production reads the system
-//! clock; tests move it forward to reach a renewal window or an expiry
-//! warning without waiting weeks.
+//! The time the certificate and backup schedulers see. Production reads
+//! the system clock; tests move it forward to reach a renewal window, an
+//! expiry warning or a schedule without waiting weeks.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 

@@ -1,0 +1,437 @@
+//! PostgreSQL through its own tools: `pg_dump`, `pg_restore`, `psql`,
+//! `createdb`, `dropdb`. The same argv runs either on this host against a
+//! server named by a connection string, or inside an app's container
+//! through the Docker exec API. Connection details, the password included,
+//! travel in `PG*` environment variables, never in argv (where `ps` shows
+//! them to every user of the host).
+
+use app::api::backups::{validate_identifier, MASK};
+
+use super::docker::DockerIo;
+use super::process;
+use super::target::Reader;
+
+/// A parsed `postgres://user:password@host:port/database?sslmode=…`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Conn {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<String>,
+    pub database: String,
+    /// Supported query parameters, as `PG*` variables.
+    pub params: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+/// Query parameters berth passes on, and the variable each becomes.
+const PARAMS: &[(&str, &str)] = &[
+    ("sslmode", "PGSSLMODE"),
+    ("sslrootcert", "PGSSLROOTCERT"),
+    ("connect_timeout", "PGCONNECT_TIMEOUT"),
+    ("application_name", "PGAPPNAME"),
+    ("host", "PGHOST"),
+];
+
+impl Conn {
+    pub fn parse(dsn: &str) -> Result<Conn, String> {
+        let url = url::Url::parse(dsn.trim()).map_err(|e| {
+            format!("not a connection URL (postgres://user:password@host:5432/database): {e}")
+        })?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err("the URL starts with postgres://".into());
+        }
+        let decode = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        let user = decode(url.username());
+        if user.is_empty() {
+            return Err("the URL names a user: postgres://USER:password@host/database".into());
+        }
+        let password = url.password().map(decode).filter(|p| !p.is_empty());
+        let database = url.path().trim_start_matches('/').to_string();
+        let database = decode(&database);
+        if database.is_empty() {
+            return Err("the URL names a database: postgres://user:password@host/DATABASE".into());
+        }
+        validate_identifier(&database, "database")?;
+        let mut params = Vec::new();
+        for (k, v) in url.query_pairs() {
+            let Some((_, var)) = PARAMS.iter().find(|(name, _)| *name == k) else {
+                return Err(format!(
+                    "parameter `{k}` is not supported (supported: sslmode, sslrootcert, connect_timeout, application_name, host)"
+                ));
+            };
+            params.push((var.to_string(), v.into_owned()));
+        }
+        let host = url.host_str().unwrap_or("").to_string();
+        if host.is_empty() && !params.iter().any(|(k, _)| k == "PGHOST") {
+            return Err("the URL names a host".into());
+        }
+        Ok(Conn {
+            host,
+            port: url.port().unwrap_or(5432),
+            user,
+            password,
+            database,
+            params,
+        })
+    }
+
+    /// The URL with the password replaced by the mask.
+    pub fn masked(&self) -> String {
+        self.render(self.password.as_ref().map(|_| MASK))
+    }
+
+    /// The URL without any password (what the store keeps in clear).
+    pub fn without_password(&self) -> String {
+        self.render(None)
+    }
+
+    fn render(&self, password: Option<&str>) -> String {
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let auth = match password {
+            Some(p) => format!(
+                "{}:{}",
+                enc(&self.user),
+                if p == MASK { MASK.to_string() } else { enc(p) }
+            ),
+            None => enc(&self.user),
+        };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let mut out = format!("postgres://{auth}@{host}:{}/{}", self.port, self.database);
+        let names: Vec<String> = self
+            .params
+            .iter()
+            .filter_map(|(var, v)| {
+                PARAMS
+                    .iter()
+                    .find(|(_, pv)| pv == var)
+                    .map(|(name, _)| format!("{name}={}", enc(v)))
+            })
+            .collect();
+        if !names.is_empty() {
+            out.push('?');
+            out.push_str(&names.join("&"));
+        }
+        out
+    }
+
+    fn env(&self, database: &str) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("PGHOST".to_string(), self.host.clone()),
+            ("PGPORT".to_string(), self.port.to_string()),
+            ("PGUSER".to_string(), self.user.clone()),
+            ("PGDATABASE".to_string(), database.to_string()),
+            ("PGCONNECT_TIMEOUT".to_string(), "15".to_string()),
+        ];
+        if let Some(p) = &self.password {
+            env.push(("PGPASSWORD".to_string(), p.clone()));
+        }
+        for (k, v) in &self.params {
+            env.retain(|(name, _)| name != k);
+            env.push((k.clone(), v.clone()));
+        }
+        env
+    }
+}
+
+/// Where the tools run.
+#[derive(Clone)]
+pub enum Pg {
+    /// On this host, against `conn`.
+    Local(Conn),
+    /// Inside a running container, over its local socket, as `user`.
+    App {
+        docker: DockerIo,
+        container: String,
+        user: String,
+    },
+}
+
+impl Pg {
+    fn env(&self, database: &str) -> Vec<(String, String)> {
+        match self {
+            Pg::Local(conn) => conn.env(database),
+            Pg::App { user, .. } => vec![
+                ("PGUSER".to_string(), user.clone()),
+                ("PGDATABASE".to_string(), database.to_string()),
+            ],
+        }
+    }
+
+    fn docker_env(env: &[(String, String)]) -> Vec<String> {
+        env.iter().map(|(k, v)| format!("{k}={v}")).collect()
+    }
+
+    async fn read(&self, args: &[&str], database: &str) -> anyhow::Result<Reader> {
+        let env = self.env(database);
+        match self {
+            Pg::Local(_) => process::read(process::command(args[0], &args[1..], &env), args[0]),
+            Pg::App {
+                docker, container, ..
+            } => {
+                docker
+                    .exec_read(container, args, &Self::docker_env(&env), None)
+                    .await
+            }
+        }
+    }
+
+    async fn write(&self, args: &[&str], database: &str, input: Reader) -> anyhow::Result<String> {
+        let env = self.env(database);
+        match self {
+            Pg::Local(_) => {
+                process::write(process::command(args[0], &args[1..], &env), args[0], input).await
+            }
+            Pg::App {
+                docker, container, ..
+            } => {
+                docker
+                    .exec_write(container, args, &Self::docker_env(&env), None, input)
+                    .await
+            }
+        }
+    }
+
+    async fn output(&self, args: &[&str], database: &str) -> anyhow::Result<String> {
+        let env = self.env(database);
+        match self {
+            Pg::Local(_) => {
+                process::output(process::command(args[0], &args[1..], &env), args[0]).await
+            }
+            Pg::App {
+                docker, container, ..
+            } => {
+                docker
+                    .exec_output(container, args, &Self::docker_env(&env), None)
+                    .await
+            }
+        }
+    }
+
+    /// A custom-format dump, uncompressed: zstd compresses it once, faster
+    /// and smaller than pg_dump's gzip followed by zstd.
+    pub async fn dump(&self, database: &str) -> anyhow::Result<Reader> {
+        self.read(
+            &[
+                "pg_dump",
+                "--format=custom",
+                "--compress=0",
+                "--no-password",
+            ],
+            database,
+        )
+        .await
+    }
+
+    /// Restores a custom-format archive into `database` in one
+    /// transaction: it all applies or nothing does. `clean` drops what the
+    /// archive recreates first (restoring over the original).
+    pub async fn restore(&self, database: &str, clean: bool, input: Reader) -> anyhow::Result<()> {
+        let mut args = vec![
+            "pg_restore",
+            "--single-transaction",
+            "--exit-on-error",
+            "--no-password",
+            "--dbname",
+            database,
+        ];
+        if clean {
+            args.extend(["--clean", "--if-exists"]);
+        } else {
+            // A new database may belong to another role than the original.
+            args.extend(["--no-owner", "--no-privileges"]);
+        }
+        self.write(&args, database, input).await.map(|_| ())
+    }
+
+    /// `pg_restore --list`: the archive's table of contents.
+    pub async fn list(&self, input: Reader) -> anyhow::Result<String> {
+        self.write(&["pg_restore", "--list"], "postgres", input)
+            .await
+    }
+
+    pub async fn exists(&self, database: &str) -> anyhow::Result<bool> {
+        let out = self
+            .output(
+                &[
+                    "psql",
+                    "--no-psqlrc",
+                    "--tuples-only",
+                    "--no-align",
+                    "--no-password",
+                    "--command",
+                    "SELECT datname FROM pg_database",
+                ],
+                self.maintenance(),
+            )
+            .await?;
+        Ok(out.lines().any(|l| l.trim() == database))
+    }
+
+    pub async fn create(&self, database: &str) -> anyhow::Result<()> {
+        validate_identifier(database, "database").map_err(anyhow::Error::msg)?;
+        self.output(
+            &[
+                "createdb",
+                "--no-password",
+                "--maintenance-db",
+                self.maintenance(),
+                database,
+            ],
+            self.maintenance(),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn drop(&self, database: &str) -> anyhow::Result<()> {
+        validate_identifier(database, "database").map_err(anyhow::Error::msg)?;
+        self.output(
+            &[
+                "dropdb",
+                "--no-password",
+                "--if-exists",
+                "--force",
+                "--maintenance-db",
+                self.maintenance(),
+                database,
+            ],
+            self.maintenance(),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The database tools connect to for creating and dropping others: the
+    /// DSN's own database for a remote server (it may be the only one the
+    /// role can reach), `postgres` inside an app.
+    fn maintenance(&self) -> &str {
+        match self {
+            Pg::Local(conn) => &conn.database,
+            Pg::App { .. } => "postgres",
+        }
+    }
+
+    /// One SQL statement; the first column of each row, one per line.
+    pub async fn query(&self, database: &str, sql: &str) -> anyhow::Result<String> {
+        self.output(
+            &[
+                "psql",
+                "--no-psqlrc",
+                "--tuples-only",
+                "--no-align",
+                "--no-password",
+                "--set",
+                "ON_ERROR_STOP=1",
+                "--command",
+                sql,
+            ],
+            database,
+        )
+        .await
+    }
+
+    /// Exact row counts of every user table: `schema.table=count` lines.
+    pub async fn row_counts(&self, database: &str) -> anyhow::Result<Vec<(String, i64)>> {
+        // psql's \gexec runs each generated statement; identifiers are
+        // quoted by format(%I), so no table name is ever spliced as text.
+        let script = "SELECT format('SELECT %L || ''='' || count(*) FROM %I.%I', n.nspname || '.' || c.relname, n.nspname, c.relname) \
+                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                      AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1 \\gexec\n";
+        let input: Reader = Box::pin(std::io::Cursor::new(script.as_bytes().to_vec()));
+        let out = self
+            .write(
+                &[
+                    "psql",
+                    "--no-psqlrc",
+                    "--tuples-only",
+                    "--no-align",
+                    "--no-password",
+                    "--set",
+                    "ON_ERROR_STOP=1",
+                    "--file",
+                    "-",
+                ],
+                database,
+                input,
+            )
+            .await?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.rsplit_once('='))
+            .filter_map(|(t, n)| Some((t.to_string(), n.trim().parse().ok()?)))
+            .collect())
+    }
+
+    /// `pg_dump --version` and the server's version, for the manifest.
+    pub async fn versions(&self, database: &str) -> serde_json::Value {
+        let client = self.output(&["pg_dump", "--version"], database).await.ok();
+        let server = self.query(database, "SHOW server_version").await.ok();
+        serde_json::json!({
+            "pg_dump": client.map(|s| s.trim().to_string()),
+            "server": server.map(|s| s.trim().to_string()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_dsn_and_never_shows_its_password() {
+        let c = Conn::parse("postgres://app:p%40ss%2Fw0rd@db.internal:6543/shop?sslmode=require")
+            .unwrap();
+        assert_eq!(c.user, "app");
+        assert_eq!(c.password.as_deref(), Some("p@ss/w0rd"));
+        assert_eq!(
+            (c.host.as_str(), c.port, c.database.as_str()),
+            ("db.internal", 6543, "shop")
+        );
+        assert_eq!(
+            c.masked(),
+            "postgres://app:********@db.internal:6543/shop?sslmode=require"
+        );
+        assert_eq!(
+            c.without_password(),
+            "postgres://app@db.internal:6543/shop?sslmode=require"
+        );
+        assert!(!format!("{c:?}").contains("p@ss"));
+        let env = c.env("shop");
+        assert!(env.contains(&("PGPASSWORD".into(), "p@ss/w0rd".into())));
+        assert!(env.contains(&("PGSSLMODE".into(), "require".into())));
+        // The mask round-trips as the mask (the caller swaps the stored one in).
+        let again = Conn::parse(&c.masked()).unwrap();
+        assert_eq!(again.password.as_deref(), Some(MASK));
+    }
+
+    #[test]
+    fn refuses_incomplete_or_odd_dsns() {
+        for (dsn, words) in [
+            ("mysql://a:b@h/db", "postgres://"),
+            ("postgres://h/db", "user"),
+            ("postgres://u@h/", "database"),
+            ("postgres://u@h/db?options=-c%20x", "not supported"),
+            ("postgres://u@h/db;drop", "database name"),
+            ("not a url", "connection URL"),
+        ] {
+            let e = Conn::parse(dsn).unwrap_err();
+            assert!(e.contains(words), "{dsn}: {e}");
+        }
+    }
+}
