@@ -54,6 +54,10 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/volumes") view=Volumes/>
                 <Route path=path!("/networks") view=Networks/>
                 <Route path=path!("/firewall") view=Firewall/>
+                <Route path=path!("/backups") view=Backups/>
+                <Route path=path!("/backups/new") view=BackupJobNew/>
+                <Route path=path!("/backups/jobs/:id") view=BackupJobPage/>
+                <Route path=path!("/backups/jobs/:id/edit") view=BackupJobEdit/>
                 <Route path=path!("/:capability") view=Planned/>
             </Routes>
         </Router>

@@ -1,10 +1,12 @@
-//! The landing page once signed in: what berth manages, the panel settings
-//! and the latest audit entries.
+//! The landing page once signed in: what needs attention (certificates,
+//! backups and their last verified restore), what berth manages, the panel
+//! settings and the latest audit entries.
 
 use leptos::either::EitherOf3;
 use leptos::prelude::*;
 use leptos_router::components::A;
 
+use super::backups::BackupsCard;
 use super::{Frame, CAPABILITIES};
 use crate::api::{AuditPage, Certificate, ProbeResult, Settings};
 use crate::client;
@@ -63,6 +65,7 @@ fn DashboardBody() -> impl IntoView {
                 </section>
             })
         }}
+        <BackupsCard/>
         <section aria-labelledby="caps-heading">
             <h2 id="caps-heading">"Capabilities"</h2>
             <ul class="cards">

@@ -3,6 +3,7 @@
 mod account;
 mod apps;
 mod audit;
+mod backups;
 mod certificates;
 mod containers;
 mod dashboard;
@@ -22,6 +23,7 @@ mod widgets;
 pub use account::Account;
 pub use apps::{AppPage, Apps};
 pub use audit::AuditLog;
+pub use backups::{BackupJobEdit, BackupJobNew, BackupJobPage, Backups};
 pub use certificates::{CertificatePage, CertificateSettings, Certificates, Notifications};
 pub use containers::Containers;
 pub use dashboard::Dashboard;

@@ -50,7 +50,7 @@ pub const CAPABILITIES: &[Capability] = &[
         name: "Backups",
         summary:
             "Encrypted, retained and restorable backups of databases, volumes and berth itself.",
-        built: false,
+        built: true,
     },
 ];
 

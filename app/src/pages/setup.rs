@@ -1,11 +1,12 @@
-//! The first-run wizard: setup token → admin account → recovery key (shown
-//! once) → basics → dashboard.
+//! The first-run wizard: setup token → admin account → recovery key and
+//! backup key (both shown once) → basics → dashboard.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_meta::Title;
 use leptos_router::hooks::use_navigate;
 
+use super::backups::BackupIdentityShown;
 use super::secrets::RecoveryKeyShown;
 use super::widgets::{invalid, ErrorMessage};
 use super::Auth;
@@ -36,6 +37,9 @@ pub fn SetupWizard() -> impl IntoView {
     let acme_email = RwSignal::new(String::new());
     // Shown once, then dropped: berth keeps only its public half.
     let recovery_key = RwSignal::new(None::<String>);
+    // The backup key's secret half: likewise shown once (empty when berth
+    // made none).
+    let backup_identity = RwSignal::new(None::<String>);
     let key_stored = RwSignal::new(false);
 
     // Someone already finished setup: this page has nothing to offer.
@@ -96,6 +100,7 @@ pub fn SetupWizard() -> impl IntoView {
                     client::set_csrf(Some(s.csrf_token));
                     auth.me.set(None);
                     recovery_key.set(Some(s.recovery_key));
+                    backup_identity.set(Some(s.backup_identity).filter(|k| !k.is_empty()));
                     step.set(Step::RecoveryKey);
                 }
                 Err(e) => {
@@ -113,6 +118,7 @@ pub fn SetupWizard() -> impl IntoView {
         ev.prevent_default();
         if key_stored.get_untracked() {
             recovery_key.set(None);
+            backup_identity.set(None);
             step.set(Step::Basics);
         }
     };
@@ -146,7 +152,7 @@ pub fn SetupWizard() -> impl IntoView {
             <ol class="steps" aria-label="Setup steps">
                 <li aria-current=move || (step.get() == Step::Token).then_some("step")>"Setup token"</li>
                 <li aria-current=move || (step.get() == Step::Account).then_some("step")>"Admin account"</li>
-                <li aria-current=move || (step.get() == Step::RecoveryKey).then_some("step")>"Recovery key"</li>
+                <li aria-current=move || (step.get() == Step::RecoveryKey).then_some("step")>"Keys"</li>
                 <li aria-current=move || (step.get() == Step::Basics).then_some("step")>"Basics"</li>
             </ol>
             <ErrorMessage error/>
@@ -191,9 +197,20 @@ pub fn SetupWizard() -> impl IntoView {
                         "recovery key somewhere else (a password manager, or printed): with both on this host, "
                         "one lost disk loses both. A new one can be made later under Secrets, which retires this one."
                     </p>
+                    {move || backup_identity.get().map(|identity| view! {
+                        <BackupIdentityShown identity input_id="setup-backup-identity"/>
+                        <p>
+                            "berth encrypts its backups to this key. berth itself can always read them; this copy "
+                            "is for the day it cannot. A new one can be made later under Backups."
+                        </p>
+                    })}
                     <label class="check">
                         <input type="checkbox" id="recovery-key-stored" bind:checked=key_stored/>
-                        "I have stored the recovery key"
+                        {move || if backup_identity.with(Option::is_some) {
+                            "I have stored the recovery key and the backup key"
+                        } else {
+                            "I have stored the recovery key"
+                        }}
                     </label>
                     <button type="submit" id="recovery-key-continue"
                         disabled=move || !key_stored.get()>"Continue"</button>

@@ -61,7 +61,7 @@ fn listed(names: &[String]) -> String {
 }
 
 /// The body of a re-authentication; an empty code is left out.
-fn reauth(password: RwSignal<String>, code: RwSignal<String>) -> Reauth {
+pub(super) fn reauth(password: RwSignal<String>, code: RwSignal<String>) -> Reauth {
     Reauth {
         password: password.get_untracked(),
         totp_code: Some(code.get_untracked().trim().to_string()).filter(|c| !c.is_empty()),
@@ -71,7 +71,7 @@ fn reauth(password: RwSignal<String>, code: RwSignal<String>) -> Reauth {
 /// The password (and, when the second factor is on or berth asked for it,
 /// the current code) that reveal, export and a new recovery key need.
 #[component]
-fn ReauthFields(
+pub(super) fn ReauthFields(
     /// Prefix of the inputs' ids: `{prefix}-password`, `{prefix}-totp`.
     prefix: &'static str,
     password: RwSignal<String>,
