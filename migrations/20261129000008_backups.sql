@@ -44,6 +44,10 @@ CREATE TABLE backup_runs (
     size INTEGER NOT NULL DEFAULT 0,
     sha256 TEXT,
     object TEXT,
+    -- Where the archive went (`local directory …`, `sftp://…`, `s3 …`):
+    -- retention, restores and drills use only archives at the job's
+    -- current target.
+    target TEXT NOT NULL,
     encrypted INTEGER NOT NULL,
     error TEXT,
     log TEXT NOT NULL DEFAULT '[]',
@@ -61,6 +65,10 @@ CREATE TABLE backup_restores (
     job_id TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
     destination TEXT NOT NULL,
+    -- What a restore to something new created (`database:NAME`,
+    -- `volume:NAME`, `directory:PATH`), removed if it fails or berth dies
+    -- during it.
+    created TEXT,
     actor TEXT NOT NULL,
     started_at INTEGER NOT NULL,
     finished_at INTEGER,

@@ -177,9 +177,11 @@ impl Application {
             apps.clone(),
             config.data_dir.clone(),
         ));
-        // Fails what a killed berth left running, then starts scheduled
-        // runs and drills (a start missed while down runs once now).
-        tokio::spawn(backups.clone().run());
+        // What a killed berth left running is failed before anything is
+        // served; cleaning its leftovers, then scheduled runs and drills (a
+        // start missed while down runs once now) go on in the background.
+        let interrupted = backups.interrupted().await?;
+        tokio::spawn(backups.clone().run(interrupted));
 
         let state = AppState {
             backups,

@@ -300,7 +300,8 @@ pub struct PruneEntry {
     pub started_at: String,
     pub size: i64,
     /// Why it is kept: `last`, `daily`, `weekly`, `monthly`,
-    /// `newest_verified`.
+    /// `newest_verified`, `newest_drilled`, `in_use` (a restore or drill
+    /// reads it), `policy_keeps_all`.
     pub reasons: Vec<String>,
 }
 

@@ -56,7 +56,7 @@ const NEVER_RUN: &str = "/berth-helper-never-started";
 /// How much of a failed command's stderr goes into the error.
 const STDERR_TAIL: usize = 2 * 1024;
 /// How much of `exec_write`'s stdout is kept (its last bytes).
-const WRITE_STDOUT_TAIL: usize = 64 * 1024;
+const WRITE_STDOUT_TAIL: usize = super::process::WRITE_STDOUT;
 /// The most `exec_output` accepts: it is for short answers, not data.
 const OUTPUT_MAX: usize = 1024 * 1024;
 /// Chunk size when streaming an input to the engine.

@@ -39,10 +39,11 @@ impl Backups {
     pub async fn start_drill(self: &Arc<Self>, job_id: &str) -> Result<String, ApiError> {
         let job = self.job(job_id).await?;
         let newest: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM backup_runs WHERE job_id = ? AND status = 'succeeded' AND pruned_at IS NULL \
-             ORDER BY started_at DESC, rowid DESC LIMIT 1",
+            "SELECT id FROM backup_runs WHERE job_id = ? AND target = ? AND status = 'succeeded' \
+             AND pruned_at IS NULL ORDER BY started_at DESC, rowid DESC LIMIT 1",
         )
         .bind(&job.id)
+        .bind(super::run::describe_target(&job))
         .fetch_optional(&self.db)
         .await?;
         let id = uuid::Uuid::new_v4().to_string();

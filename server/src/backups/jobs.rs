@@ -19,7 +19,7 @@ pub(crate) fn purpose(id: &str) -> String {
 }
 
 /// What a job keeps sealed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Secrets {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dsn_password: Option<String>,
@@ -29,6 +29,18 @@ pub struct Secrets {
     pub private_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_key: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |v: &Option<String>| v.as_ref().map(|_| "<sealed>");
+        f.debug_struct("Secrets")
+            .field("dsn_password", &shown(&self.dsn_password))
+            .field("password", &shown(&self.password))
+            .field("private_key", &shown(&self.private_key))
+            .field("secret_key", &shown(&self.secret_key))
+            .finish()
+    }
 }
 
 impl Secrets {
@@ -125,13 +137,17 @@ pub fn prepare(mut input: JobInput, existing: Option<&StoredJob>) -> Result<Prep
             let mut conn = Conn::parse(dsn).map_err(|e| invalid("source.dsn", e))?;
             let password = match conn.password.take() {
                 Some(p) if p == MASK => {
-                    let kept = existing
-                        .filter(|j| matches!(j.source, Source::Postgres { .. }))
-                        .and_then(|_| old?.dsn_password.clone());
+                    // The stored password goes only to the server and role
+                    // it was given for: a changed host would receive it.
+                    let same_server = existing.and_then(|j| j.conn()).is_some_and(|c| {
+                        (c.host.as_str(), c.port, c.user.as_str())
+                            == (conn.host.as_str(), conn.port, conn.user.as_str())
+                    });
+                    let kept = same_server.then(|| old?.dsn_password.clone()).flatten();
                     Some(kept.ok_or_else(|| {
                         invalid(
                             "source.dsn",
-                            "there is no stored password to keep: give the password",
+                            "there is no stored password for this server and user: give the password",
                         )
                     })?)
                 }
@@ -157,10 +173,12 @@ pub fn prepare(mut input: JobInput, existing: Option<&StoredJob>) -> Result<Prep
         Source::Berth => {}
     }
 
-    let same_target_kind = existing.is_some_and(|j| j.target.kind() == input.target.kind());
+    // A stored credential is kept only for the same server and account: a
+    // changed host must not receive the old password.
+    let same_place = existing.is_some_and(|j| same_place(&j.target, &input.target));
     let keep = |new: &mut Option<String>, stored: Option<&String>| match new.as_deref() {
-        None | Some("") | Some(MASK) if same_target_kind => stored.cloned(),
-        None | Some("") => None,
+        None | Some("") | Some(MASK) if same_place => stored.cloned(),
+        None | Some("") | Some(MASK) => None,
         Some(_) => new.take(),
     };
     match &mut input.target {
@@ -355,6 +373,21 @@ pub fn prepare(mut input: JobInput, existing: Option<&StoredJob>) -> Result<Prep
     Ok(Prepared { input, secrets })
 }
 
+/// Whether two targets are the same account at the same place.
+fn same_place(old: &Target, new: &Target) -> bool {
+    match (old, new) {
+        (
+            Target::Sftp { host: h1, port: p1, user: u1, .. },
+            Target::Sftp { host: h2, port: p2, user: u2, .. },
+        ) => (h1, p1, u1) == (h2, p2, u2),
+        (
+            Target::S3 { endpoint: e1, bucket: b1, access_key: a1, .. },
+            Target::S3 { endpoint: e2, bucket: b2, access_key: a2, .. },
+        ) => (e1.trim_end_matches('/'), b1, a1) == (e2.trim_end_matches('/'), b2, a2),
+        _ => false,
+    }
+}
+
 fn check_host(host: &str) -> Result<(), String> {
     let ok = !host.is_empty()
         && host.len() <= 253
@@ -410,11 +443,12 @@ pub async fn save(
         .execute(db)
         .await
     } else {
-        // A changed schedule counts from now, like a new one.
+        // A changed schedule counts from now, like a new one; so does a
+        // paused job enabled again (its pause is not a missed start).
         sqlx::query(
             "UPDATE backup_jobs SET name = ?, source = ?, target = ?, secrets_sealed = ?, \
-             scheduled_through = CASE WHEN schedule IS ? AND timezone = ? THEN scheduled_through ELSE ? END, \
-             drill_through = CASE WHEN drill IS ? THEN drill_through ELSE ? END, \
+             scheduled_through = CASE WHEN schedule IS ? AND timezone = ? AND enabled = 1 THEN scheduled_through ELSE ? END, \
+             drill_through = CASE WHEN drill IS ? AND enabled = 1 THEN drill_through ELSE ? END, \
              schedule = ?, timezone = ?, retention = ?, compression_level = ?, encrypt = ?, drill = ?, \
              enabled = ?, updated_at = ? WHERE id = ?",
         )
@@ -454,12 +488,19 @@ fn json<T: Serialize>(value: &T) -> String {
 }
 
 pub async fn load(db: &SqlitePool, keys: &Keys, id: &str) -> Result<StoredJob, ApiError> {
-    let row = sqlx::query("SELECT * FROM backup_jobs WHERE id = ? OR name = ?")
-        .bind(id)
+    // By id first: a job may be named like another job's id.
+    let row = match sqlx::query("SELECT * FROM backup_jobs WHERE id = ?")
         .bind(id)
         .fetch_optional(db)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no backup job `{id}`")))?;
+    {
+        Some(row) => row,
+        None => sqlx::query("SELECT * FROM backup_jobs WHERE name = ?")
+            .bind(id)
+            .fetch_optional(db)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no backup job `{id}`")))?,
+    };
     Ok(from_row(&row, keys)?)
 }
 

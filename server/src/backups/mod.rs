@@ -240,34 +240,58 @@ impl Backups {
     /// Deletes a job and its history; with `archives`, its archives too.
     pub async fn delete(&self, id: &str, archives: bool) -> Result<usize, ApiError> {
         let job = self.job(id).await?;
-        if self.view(&job).await?.running.is_some() {
+        let objects: Vec<String> = if archives {
+            sqlx::query_scalar(
+                "SELECT object FROM backup_runs WHERE job_id = ? AND target = ? AND status = 'succeeded' \
+                 AND pruned_at IS NULL AND object IS NOT NULL",
+            )
+            .bind(&job.id)
+            .bind(run::describe_target(&job))
+            .fetch_all(&self.db)
+            .await?
+        } else {
+            Vec::new()
+        };
+        // The job goes first, in one statement that checks nothing is
+        // going: once it is gone no run can start and write an archive
+        // this deletion would miss.
+        let done = sqlx::query(
+            "DELETE FROM backup_jobs WHERE id = ?1 \
+             AND NOT EXISTS (SELECT 1 FROM backup_runs WHERE job_id = ?1 AND status = 'running') \
+             AND NOT EXISTS (SELECT 1 FROM backup_drills WHERE job_id = ?1 AND status = 'running') \
+             AND NOT EXISTS (SELECT 1 FROM backup_restores WHERE job_id = ?1 AND status = 'running')",
+        )
+        .bind(&job.id)
+        .execute(&self.db)
+        .await?;
+        if done.rows_affected() == 0 {
             return Err(ApiError::Conflict(format!(
-                "job `{}` is running; wait for it to finish",
+                "job `{}` has a backup, drill or restore going; wait for it to finish",
                 job.name
             )));
         }
-        let mut deleted = 0;
-        if archives {
-            let store = sources::store(&job, &self.ctx.data_dir)?;
-            let objects: Vec<String> = sqlx::query_scalar(
-                "SELECT object FROM backup_runs WHERE job_id = ? AND status = 'succeeded' AND pruned_at IS NULL AND object IS NOT NULL",
-            )
-            .bind(&job.id)
-            .fetch_all(&self.db)
-            .await?;
-            for object in objects {
-                store.delete(&object).await.map_err(|e| {
-                    ApiError::ApplyFailed(format!("deleting {object} failed: {e:#}"))
-                })?;
-                let _ = store.delete(&run::manifest_name(&object)).await;
-                deleted += 1;
+        self.wake.notify_one();
+        if objects.is_empty() {
+            return Ok(0);
+        }
+        let store = sources::store(&job, &self.ctx.data_dir)?;
+        let mut failed = Vec::new();
+        for object in &objects {
+            match store.delete(object).await {
+                Ok(()) => {
+                    let _ = store.delete(&run::manifest_name(object)).await;
+                }
+                Err(e) => failed.push(format!("{object}: {e:#}")),
             }
         }
-        sqlx::query("DELETE FROM backup_jobs WHERE id = ?")
-            .bind(&job.id)
-            .execute(&self.db)
-            .await?;
-        Ok(deleted)
+        if let Some(first) = failed.first() {
+            return Err(ApiError::ApplyFailed(format!(
+                "the job is deleted, but {} of {} archives could not be deleted at the target ({first})",
+                failed.len(),
+                objects.len()
+            )));
+        }
+        Ok(objects.len())
     }
 
     pub async fn runs(&self, job: Option<&str>, limit: i64) -> Result<Vec<Run>, ApiError> {

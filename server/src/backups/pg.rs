@@ -38,6 +38,27 @@ const PARAMS: &[(&str, &str)] = &[
     ("host", "PGHOST"),
 ];
 
+/// `%XX` sequences to bytes; a `+` stays a `+` (this is a URL's user
+/// info and path, not a form).
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 impl Conn {
     pub fn parse(dsn: &str) -> Result<Conn, String> {
         let url = url::Url::parse(dsn.trim()).map_err(|e| {
@@ -46,12 +67,6 @@ impl Conn {
         if !matches!(url.scheme(), "postgres" | "postgresql") {
             return Err("the URL starts with postgres://".into());
         }
-        let decode = |s: &str| {
-            url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
-        };
         let user = decode(url.username());
         if user.is_empty() {
             return Err("the URL names a user: postgres://USER:password@host/database".into());
@@ -97,7 +112,17 @@ impl Conn {
     }
 
     fn render(&self, password: Option<&str>) -> String {
-        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        // Percent-encoding (not form encoding): `decode` reads it back.
+        let enc = |s: &str| {
+            s.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect::<String>()
+        };
         let auth = match password {
             Some(p) => format!(
                 "{}:{}",
@@ -398,7 +423,7 @@ mod tests {
         let c = Conn::parse("postgres://app:p%40ss%2Fw0rd@db.internal:6543/shop?sslmode=require")
             .unwrap();
         assert_eq!(c.user, "app");
-        assert_eq!(c.password.as_deref(), Some("p@ss/w0rd"));
+        assert_eq!(c.password.as_deref(), Some("p@ss/w0rd+"));
         assert_eq!(
             (c.host.as_str(), c.port, c.database.as_str()),
             ("db.internal", 6543, "shop")
@@ -413,7 +438,7 @@ mod tests {
         );
         assert!(!format!("{c:?}").contains("p@ss"));
         let env = c.env("shop");
-        assert!(env.contains(&("PGPASSWORD".into(), "p@ss/w0rd".into())));
+        assert!(env.contains(&("PGPASSWORD".into(), "p@ss/w0rd+".into())));
         assert!(env.contains(&("PGSSLMODE".into(), "require".into())));
         // The mask round-trips as the mask (the caller swaps the stored one in).
         let again = Conn::parse(&c.masked()).unwrap();

@@ -27,6 +27,15 @@ pub const CHUNK: usize = 256 * 1024;
 /// Chunks in flight between the encoder and the target.
 const CHANNEL_CHUNKS: usize = 8;
 
+/// What the encoder reports when the target side hung up first.
+const TARGET_GONE: &str = "the target stopped reading";
+
+/// Whether an encoder error only echoes the target giving up (whose own
+/// error then says what happened).
+pub fn target_gone(e: &anyhow::Error) -> bool {
+    format!("{e:#}").contains(TARGET_GONE)
+}
+
 /// Counters the panel reads while a run or restore is going.
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -73,7 +82,7 @@ impl ChannelWriter {
         let chunk = self.buf.split().freeze();
         self.tx
             .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the target stopped reading"))?;
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, TARGET_GONE))?;
         self.buf.reserve(CHUNK);
         Ok(())
     }

@@ -15,6 +15,9 @@ use super::target::Reader;
 
 /// The end of stderr kept for error messages.
 const STDERR_TAIL: usize = 2048;
+/// What `write` keeps of stdout: whole listings (`pg_restore --list`, row
+/// counts) of any realistic database; only the end of anything larger.
+pub const WRITE_STDOUT: usize = 16 << 20;
 
 /// A command with a clean environment plus `env`: only `PATH`, the locale
 /// and what the caller passes reach the program, so an admin's `PG*`
@@ -45,8 +48,8 @@ fn spawn(mut cmd: Command, program: &str) -> anyhow::Result<Child> {
     })
 }
 
-/// Keeps the last `STDERR_TAIL` bytes of a stream.
-async fn tail(mut stream: impl AsyncRead + Unpin) -> String {
+/// Keeps the last `keep` bytes of a stream.
+async fn tail(mut stream: impl AsyncRead + Unpin, keep: usize) -> String {
     let mut kept: Vec<u8> = Vec::new();
     let mut buf = [0u8; 4096];
     while let Ok(n) = stream.read(&mut buf).await {
@@ -54,11 +57,11 @@ async fn tail(mut stream: impl AsyncRead + Unpin) -> String {
             break;
         }
         kept.extend_from_slice(&buf[..n]);
-        if kept.len() > 2 * STDERR_TAIL {
-            kept.drain(..kept.len() - STDERR_TAIL);
+        if kept.len() > 2 * keep {
+            kept.drain(..kept.len() - keep);
         }
     }
-    let start = kept.len().saturating_sub(STDERR_TAIL);
+    let start = kept.len().saturating_sub(keep);
     String::from_utf8_lossy(&kept[start..]).trim().to_string()
 }
 
@@ -79,7 +82,7 @@ fn failure(program: &str, status: std::process::ExitStatus, stderr: &str) -> any
 pub fn read(cmd: Command, program: &str) -> anyhow::Result<Reader> {
     let mut child = spawn(cmd, program)?;
     let stdout = child.stdout.take().expect("stdout is piped");
-    let stderr = tokio::spawn(tail(child.stderr.take().expect("stderr is piped")));
+    let stderr = tokio::spawn(tail(child.stderr.take().expect("stderr is piped"), STDERR_TAIL));
     let program = program.to_string();
     let finish = async move {
         let status = child.wait().await;
@@ -99,13 +102,14 @@ pub fn read(cmd: Command, program: &str) -> anyhow::Result<Reader> {
     Ok(Box::pin(StreamReader::new(stream)))
 }
 
-/// Runs the program with `input` on stdin; returns its stdout on success.
+/// Runs the program with `input` on stdin; returns its stdout (the last
+/// `WRITE_STDOUT` bytes) on success.
 pub async fn write(mut cmd: Command, program: &str, mut input: Reader) -> anyhow::Result<String> {
     cmd.stdin(Stdio::piped());
     let mut child = spawn(cmd, program)?;
     let mut stdin = child.stdin.take().expect("stdin is piped");
-    let stdout = tokio::spawn(tail(child.stdout.take().expect("stdout is piped")));
-    let stderr = tokio::spawn(tail(child.stderr.take().expect("stderr is piped")));
+    let stdout = tokio::spawn(tail(child.stdout.take().expect("stdout is piped"), WRITE_STDOUT));
+    let stderr = tokio::spawn(tail(child.stderr.take().expect("stderr is piped"), STDERR_TAIL));
     let fed = async {
         let r = tokio::io::copy(&mut input, &mut stdin).await;
         drop(stdin);

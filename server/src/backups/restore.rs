@@ -26,6 +26,17 @@ pub enum Destination {
 }
 
 impl Destination {
+    /// What a restore to something new creates, to remove if it fails or
+    /// berth dies during it: `database:NAME`, `volume:NAME`, `directory:PATH`.
+    pub fn created(&self) -> Option<String> {
+        match self {
+            Destination::Database { name, original: false } => Some(format!("database:{name}")),
+            Destination::Volume { name, original: false } => Some(format!("volume:{name}")),
+            Destination::Directory(p) => Some(format!("directory:{}", p.display())),
+            _ => None,
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Destination::Database { name, original } => format!(
@@ -68,6 +79,12 @@ impl Backups {
             )));
         }
         let job = self.job(&row.get::<String, _>("job_id")).await?;
+        let at: String = row.get("target");
+        if at != super::run::describe_target(&job) {
+            return Err(ApiError::Conflict(format!(
+                "the archive of run {run_id} is at the job's previous target ({at}); berth reads only its current one"
+            )));
+        }
         Ok((
             job,
             Archive {
@@ -117,16 +134,17 @@ impl Backups {
                 format!("type the job's name, `{}`, to confirm", job.name),
             ));
         }
-        let destination = self.destination(&job, request).await?;
         let id = uuid::Uuid::new_v4().to_string();
+        let destination = self.destination(&job, request, &id).await?;
         sqlx::query(
-            "INSERT INTO backup_restores (id, run_id, job_id, status, destination, actor, started_at, total) \
-             VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
+            "INSERT INTO backup_restores (id, run_id, job_id, status, destination, created, actor, started_at, total) \
+             VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(run_id)
         .bind(&job.id)
         .bind(destination.describe())
+        .bind(destination.created())
         .bind(actor)
         .bind(self.clock.now())
         .bind(archive.size)
@@ -188,6 +206,7 @@ impl Backups {
         &self,
         job: &StoredJob,
         request: &RestoreRequest,
+        restore_id: &str,
     ) -> Result<Destination, ApiError> {
         let new_name = || -> Result<String, ApiError> {
             let name = request
@@ -247,11 +266,11 @@ impl Backups {
                         "berth cannot replace its own store while it runs: restore to a new directory, then start berth on it (see docs/backups.md)",
                     ));
                 }
-                let dir = self.ctx.data_dir.join("restores").join(format!(
-                    "{}-{}",
-                    job.name,
-                    crate::store::now()
-                ));
+                let dir = self
+                    .ctx
+                    .data_dir
+                    .join("restores")
+                    .join(format!("{}-{}", job.name, &restore_id[..8]));
                 Ok(Destination::Directory(dir))
             }
         }

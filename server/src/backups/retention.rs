@@ -4,7 +4,8 @@
 //! decision, so the preview the panel shows is exactly what pruning does.
 //!
 //! Two archives are never deleted whatever the policy says: the newest one
-//! whose upload was verified, and the newest one a restore drill passed on.
+//! whose upload was verified, and the newest one a restore drill passed on;
+//! nor is one a restore or drill is reading.
 //! Only succeeded archives are candidates; a failed run has no archive and
 //! cannot make retention delete anything.
 
@@ -21,6 +22,8 @@ pub struct Archive {
     pub started_at: i64,
     pub verified: bool,
     pub drilled: bool,
+    /// A restore or drill is reading it right now.
+    pub in_use: bool,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -85,6 +88,9 @@ pub fn decide(archives: &[Archive], policy: &Retention, tz: &TimeZone) -> Decisi
     if let Some(a) = sorted.iter().find(|a| a.drilled) {
         reasons.entry(&a.run_id).or_default().push("newest_drilled");
     }
+    for a in sorted.iter().filter(|a| a.in_use) {
+        reasons.entry(&a.run_id).or_default().push("in_use");
+    }
 
     let mut decision = Decision::default();
     for a in sorted {
@@ -109,6 +115,7 @@ mod tests {
             started_at: iso.parse::<Timestamp>().unwrap().as_second(),
             verified,
             drilled: false,
+            in_use: false,
         }
     }
 
@@ -131,6 +138,7 @@ mod tests {
                 started_at: start.as_second() + i * 86_400,
                 verified: true,
                 drilled: false,
+                in_use: false,
             })
             .collect();
         let d = decide(&archives, &policy(2, 7, 4, 3), &TimeZone::UTC);

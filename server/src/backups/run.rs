@@ -3,8 +3,9 @@
 //! target, or `failed` with nothing of it left there.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sqlx::{Row, SqlitePool};
@@ -14,6 +15,47 @@ use super::retention::{self, Archive, Decision};
 use super::target::Store;
 use super::{keys, log_line, pipeline, sources, Backups};
 use crate::http::error::ApiError;
+
+/// How long a run may go without a byte moving before it is failed: a
+/// hung source or a target that stopped answering must not block the job
+/// (one run at a time) until berth restarts.
+const STALL: Duration = Duration::from_secs(15 * 60);
+
+/// Fails once the run's byte counters have not moved for `STALL`.
+async fn stalled(progress: Arc<pipeline::Progress>) -> anyhow::Error {
+    let step = Duration::from_secs(30);
+    let mut last = (u64::MAX, u64::MAX);
+    let mut still = Duration::ZERO;
+    loop {
+        tokio::time::sleep(step).await;
+        let now = (
+            progress.read.load(Ordering::Relaxed),
+            progress.written.load(Ordering::Relaxed),
+        );
+        if now == last {
+            still += step;
+            if still >= STALL {
+                return anyhow::anyhow!(
+                    "no data moved for {} minutes: the source or the target hangs",
+                    STALL.as_secs() / 60
+                );
+            }
+        } else {
+            still = Duration::ZERO;
+            last = now;
+        }
+    }
+}
+
+/// What a finished upload leaves for the manifest and the record.
+struct Written {
+    digest: pipeline::Digest,
+    stored: super::target::Stored,
+    versions: serde_json::Value,
+    source_ms: i64,
+    /// The recipient the archive was encrypted to.
+    recipient: Option<String>,
+}
 
 /// The manifest's object: beside the archive, so a target holds what is
 /// needed to understand its archives without berth's store.
@@ -47,13 +89,15 @@ impl Backups {
         // The object's name is recorded before anything is written, so a
         // berth killed mid-run knows what to remove at start-up.
         let inserted = sqlx::query(
-            "INSERT INTO backup_runs (id, job_id, trigger, status, started_at, object, encrypted) VALUES (?, ?, ?, 'running', ?, ?, ?)",
+            "INSERT INTO backup_runs (id, job_id, trigger, status, started_at, object, target, encrypted) \
+             VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(&job.id)
         .bind(trigger)
         .bind(now)
         .bind(&object)
+        .bind(describe_target(&job))
         .bind(job.encrypt)
         .execute(&self.db)
         .await;
@@ -71,7 +115,16 @@ impl Backups {
         let this = self.clone();
         let run_id = id.clone();
         tokio::spawn(async move {
-            this.execute(job, run_id.clone(), object, progress).await;
+            let worker = {
+                let (this, job, run_id, object) = (this.clone(), job.clone(), run_id.clone(), object.clone());
+                tokio::spawn(async move { this.execute(job, run_id, object, progress).await })
+            };
+            // A panic must not leave the run `running` (and the job blocked).
+            if let Err(e) = worker.await {
+                let store = sources::store(&job, &this.ctx.data_dir).ok();
+                let error = anyhow::anyhow!("the run crashed: {e}");
+                this.fail(&job, &run_id, store.as_deref(), &object, error).await;
+            }
             this.untrack(&run_id);
         });
         Ok(id)
@@ -101,21 +154,13 @@ impl Backups {
             Ok(s) => s,
             Err(e) => return self.fail(&job, &id, None, &object, e).await,
         };
-        let outcome = self
-            .write_archive(&job, &id, &object, store.as_ref(), progress, &log)
-            .await;
-        let (digest, stored, versions, source_ms) = match outcome {
+        let outcome = tokio::select! {
+            r = self.write_archive(&job, &object, store.as_ref(), progress.clone(), &log) => r,
+            e = stalled(progress) => Err(e),
+        };
+        let Written { digest, stored, versions, source_ms, recipient } = match outcome {
             Ok(v) => v,
             Err(e) => return self.fail(&job, &id, Some(store.as_ref()), &object, e).await,
-        };
-        let recipient = if job.encrypt {
-            keys::current(&self.db)
-                .await
-                .ok()
-                .flatten()
-                .map(|(r, _)| r.to_string())
-        } else {
-            None
         };
         let finished_at = self.clock.now();
         let manifest = json!({
@@ -148,7 +193,7 @@ impl Backups {
         }
         let saved = sqlx::query(
             "UPDATE backup_runs SET status = 'succeeded', finished_at = ?, source_bytes = ?, size = ?, sha256 = ?, \
-             verified = 1, manifest = ? WHERE id = ?",
+             verified = 1, manifest = ? WHERE id = ? AND status = 'running'",
         )
         .bind(finished_at)
         .bind(digest.source_bytes as i64)
@@ -158,23 +203,29 @@ impl Backups {
         .bind(&id)
         .execute(&self.db)
         .await;
-        if let Err(e) = saved {
-            return self
-                .fail(
-                    &job,
-                    &id,
-                    Some(store.as_ref()),
-                    &object,
-                    anyhow::Error::new(e).context("recording the run failed"),
-                )
-                .await;
+        match saved {
+            Err(e) => {
+                let e = anyhow::Error::new(e).context("recording the run failed");
+                return self.fail(&job, &id, Some(store.as_ref()), &object, e).await;
+            }
+            // Recovery already failed this run (it started while berth was
+            // starting up); its verdict stands.
+            Ok(r) if r.rows_affected() == 0 => return,
+            Ok(_) => {}
         }
         log(format!(
             "stored {} bytes ({} from the source), sha256 {}, verified at the target",
             digest.size, digest.source_bytes, digest.sha256
         ))
         .await;
-        self.prune(&job, store.as_ref(), &id).await;
+        // Retention as the job says now: its policy may have changed during
+        // the run. A job whose target moved meanwhile prunes next time.
+        match self.job(&job.id).await {
+            Ok(current) if describe_target(&current) == describe_target(&job) => {
+                self.prune(&current, store.as_ref(), &id).await
+            }
+            _ => {}
+        }
     }
 
     /// The streaming part. On success the archive is complete at the target
@@ -182,17 +233,11 @@ impl Backups {
     async fn write_archive<F, Fut>(
         &self,
         job: &StoredJob,
-        id: &str,
         object: &str,
         store: &dyn Store,
         progress: Arc<pipeline::Progress>,
         log: &F,
-    ) -> anyhow::Result<(
-        pipeline::Digest,
-        super::target::Stored,
-        serde_json::Value,
-        i64,
-    )>
+    ) -> anyhow::Result<Written>
     where
         F: Fn(String) -> Fut,
         Fut: std::future::Future<Output = ()>,
@@ -219,6 +264,7 @@ impl Backups {
         } else {
             None
         };
+        let recipient_text = recipient.as_ref().map(|r| r.to_string());
         let source_started = Instant::now();
         let (reader, versions) = sources::open(&self.ctx, job).await?;
         let (archive, digest) =
@@ -229,9 +275,15 @@ impl Backups {
             .await
             .map_err(|e| anyhow::anyhow!("the encoder crashed: {e}"))?;
         let source_ms = source_started.elapsed().as_millis() as i64;
-        // The source's own error says more than the upload's echo of it.
-        let digest = digest?;
-        let stored = stored?;
+        let (digest, stored) = match (digest, stored) {
+            (Ok(d), Ok(s)) => (d, s),
+            (Err(e), Ok(_)) | (Ok(_), Err(e)) => return Err(e),
+            // Both failed: whichever failed first says why. A target that
+            // gave up (a full disk) makes the encoder see only that.
+            (Err(source), Err(upload)) => {
+                return Err(if pipeline::target_gone(&source) { upload } else { source })
+            }
+        };
         if stored.size != digest.size {
             anyhow::bail!(
                 "the target holds {} bytes but {} were sent",
@@ -239,8 +291,13 @@ impl Backups {
                 digest.size
             );
         }
-        let _ = id;
-        Ok((digest, stored, versions, source_ms))
+        Ok(Written {
+            digest,
+            stored,
+            versions,
+            source_ms,
+            recipient: recipient_text,
+        })
     }
 
     /// Marks the run failed, removes whatever of it reached the target, and
@@ -261,7 +318,7 @@ impl Backups {
             let _ = store.sweep(&format!("{}/", job.name)).await;
         }
         let _ = sqlx::query(
-            "UPDATE backup_runs SET status = 'failed', finished_at = ?, error = ?, verified = 0 WHERE id = ?",
+            "UPDATE backup_runs SET status = 'failed', finished_at = ?, error = ?, verified = 0 WHERE id = ? AND status = 'running'",
         )
         .bind(self.clock.now())
         .bind(&message)
@@ -332,7 +389,7 @@ impl Backups {
     }
 }
 
-/// Retention's decision on a job's current archives, with each archive's
+/// Retention's decision on a job's archives at its current target, with each archive's
 /// start and size for the preview.
 pub async fn retention_decision(
     db: &SqlitePool,
@@ -340,10 +397,13 @@ pub async fn retention_decision(
 ) -> Result<(Decision, HashMap<String, (i64, i64)>), ApiError> {
     let rows = sqlx::query(
         "SELECT r.id, r.started_at, r.size, r.verified, \
-         EXISTS (SELECT 1 FROM backup_drills d WHERE d.run_id = r.id AND d.status = 'passed') AS drilled \
-         FROM backup_runs r WHERE r.job_id = ? AND r.status = 'succeeded' AND r.pruned_at IS NULL",
+         EXISTS (SELECT 1 FROM backup_drills d WHERE d.run_id = r.id AND d.status = 'passed') AS drilled, \
+         EXISTS (SELECT 1 FROM backup_drills d WHERE d.run_id = r.id AND d.status = 'running') \
+           OR EXISTS (SELECT 1 FROM backup_restores x WHERE x.run_id = r.id AND x.status = 'running') AS in_use \
+         FROM backup_runs r WHERE r.job_id = ? AND r.target = ? AND r.status = 'succeeded' AND r.pruned_at IS NULL",
     )
     .bind(&job.id)
+    .bind(describe_target(job))
     .fetch_all(db)
     .await?;
     let mut facts = HashMap::new();
@@ -357,6 +417,7 @@ pub async fn retention_decision(
                 started_at: r.get("started_at"),
                 verified: r.get("verified"),
                 drilled: r.get("drilled"),
+                in_use: r.get("in_use"),
             }
         })
         .collect();

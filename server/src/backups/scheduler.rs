@@ -17,13 +17,62 @@ use super::{jobs, sources, Backups};
 /// How often the loop looks at the clock when nothing wakes it.
 const TICK: Duration = Duration::from_secs(1);
 
+/// Work a killed berth left `running`, already marked failed, still to be
+/// cleaned up: (id, job id, what to remove).
+#[derive(Debug, Default)]
+pub struct Interrupted {
+    runs: Vec<(String, String, Option<String>)>,
+    restores: Vec<(String, String, Option<String>)>,
+    drills: Vec<(String, String, Option<String>)>,
+}
+
+const RUN_STOPPED: &str = "berth stopped during this run (killed or crashed); nothing of it was kept";
+const RESTORE_STOPPED: &str = "berth stopped during this restore";
+const DRILL_STOPPED: &str = "berth stopped during this drill";
+
 impl Backups {
-    /// Recovers from a berth that died mid-work, then runs schedules for
-    /// the life of the process.
-    pub async fn run(self: Arc<Self>) {
-        if let Err(e) = self.recover().await {
-            tracing::error!(error = %format!("{e:#}"), "backup recovery failed");
+    /// Marks what was going when berth stopped as failed. Called before
+    /// berth serves, so no new run can be mistaken for an interrupted one;
+    /// the slow part (cleaning targets) is `run`'s.
+    pub async fn interrupted(&self) -> anyhow::Result<Interrupted> {
+        let mut found = Interrupted::default();
+        let now = self.clock.now();
+        let mut tx = self.db.begin().await?;
+        for (table, extra, list, message) in [
+            ("backup_runs", "object", &mut found.runs, RUN_STOPPED),
+            ("backup_restores", "created", &mut found.restores, RESTORE_STOPPED),
+            ("backup_drills", "scratch", &mut found.drills, DRILL_STOPPED),
+        ] {
+            let rows = sqlx::query(&format!("SELECT id, job_id, {extra} AS extra FROM {table} WHERE status = 'running'"))
+                .fetch_all(&mut *tx)
+                .await?;
+            for row in rows {
+                list.push((row.get("id"), row.get("job_id"), row.get("extra")));
+            }
+            sqlx::query(&format!(
+                "UPDATE {table} SET status = 'failed', error = ?, finished_at = ? WHERE status = 'running'"
+            ))
+            .bind(message)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         }
+        tx.commit().await?;
+        // Scratch files and helper containers of the dead process; done
+        // here because a new run would use the same places.
+        let _ = tokio::fs::remove_dir_all(self.ctx.scratch_dir()).await;
+        if let Ok(docker) = self.ctx.docker() {
+            if let Err(e) = docker.sweep_helpers().await {
+                tracing::debug!(error = %format!("{e:#}"), "no helper containers swept");
+            }
+        }
+        Ok(found)
+    }
+
+    /// Cleans up after interrupted work, then runs schedules for the life
+    /// of the process.
+    pub async fn run(self: Arc<Self>, interrupted: Interrupted) {
+        self.clean_up(interrupted).await;
         let mut first = true;
         loop {
             if let Err(e) = self.tick(first).await {
@@ -37,74 +86,63 @@ impl Backups {
         }
     }
 
-    /// Runs, restores and drills that were going when berth stopped are
-    /// failed, what they left at the target or in scratch space removed,
-    /// and the admin told.
-    pub async fn recover(&self) -> anyhow::Result<()> {
-        let interrupted =
-            sqlx::query("SELECT id, job_id, object FROM backup_runs WHERE status = 'running'")
-                .fetch_all(&self.db)
-                .await?;
-        for row in interrupted {
-            let (id, job_id): (String, String) = (row.get("id"), row.get("job_id"));
-            let object: Option<String> = row.get("object");
-            let message =
-                "berth stopped during this run (killed or crashed); nothing of it was kept";
-            let mut cleaned = String::new();
-            if let Ok(job) = jobs::load(&self.db, &self.keys, &job_id).await {
-                if let Ok(store) = sources::store(&job, &self.ctx.data_dir) {
-                    if let Some(object) = &object {
-                        let _ = store.delete(object).await;
-                        let _ = store.delete(&super::run::manifest_name(object)).await;
-                    }
-                    match store.sweep(&format!("{}/", job.name)).await {
-                        Ok(n) => cleaned = format!("removed {n} unfinished upload(s)"),
-                        Err(e) => cleaned = format!("could not clean the target yet: {e:#}"),
-                    }
+    /// Removes what interrupted work left at targets or in scratch space,
+    /// and tells the admin.
+    async fn clean_up(&self, interrupted: Interrupted) {
+        for (id, job_id, object) in interrupted.runs {
+            let Ok(job) = jobs::load(&self.db, &self.keys, &job_id).await else { continue };
+            let mut cleaned = String::from("the target was not reachable to clean up");
+            if let Ok(store) = sources::store(&job, &self.ctx.data_dir) {
+                if let Some(object) = &object {
+                    let _ = store.delete(object).await;
+                    let _ = store.delete(&super::run::manifest_name(object)).await;
                 }
-                self.notify(
-                    "backup.failed",
-                    format!("Backup {} was interrupted", job.name),
-                    format!("{message}. It runs again at its next scheduled time."),
-                    json!({ "job": job.name, "run": id, "error": message }),
-                )
-                .await;
+                match store.sweep(&format!("{}/", job.name)).await {
+                    Ok(n) => cleaned = format!("removed {n} unfinished upload(s)"),
+                    Err(e) => cleaned = format!("could not clean the target yet: {e:#}"),
+                }
             }
-            sqlx::query("UPDATE backup_runs SET status = 'failed', error = ?, finished_at = ?, log = json_insert(log, '$[#]', ?) WHERE id = ?")
-                .bind(message)
-                .bind(self.clock.now())
-                .bind(format!("failed: {message}; {cleaned}"))
-                .bind(&id)
-                .execute(&self.db)
-                .await?;
+            super::log_line(&self.db, "backup_runs", &id, &format!("failed: {RUN_STOPPED}; {cleaned}")).await;
+            self.notify(
+                "backup.failed",
+                format!("Backup {} was interrupted", job.name),
+                format!("{RUN_STOPPED}. It runs again at its next scheduled time."),
+                json!({ "job": job.name, "run": id, "error": RUN_STOPPED }),
+            )
+            .await;
         }
-        sqlx::query("UPDATE backup_restores SET status = 'failed', error = 'berth stopped during this restore', finished_at = ? WHERE status = 'running'")
-            .bind(self.clock.now())
-            .execute(&self.db)
-            .await?;
-        let drills =
-            sqlx::query("SELECT id, job_id, scratch FROM backup_drills WHERE status = 'running'")
-                .fetch_all(&self.db)
-                .await?;
-        for row in drills {
-            let (id, job_id): (String, String) = (row.get("id"), row.get("job_id"));
-            let scratch: Option<String> = row.get("scratch");
-            if let (Some(scratch), Ok(job)) =
-                (scratch, jobs::load(&self.db, &self.keys, &job_id).await)
-            {
+        for (id, job_id, created) in interrupted.restores {
+            let Ok(job) = jobs::load(&self.db, &self.keys, &job_id).await else { continue };
+            // A half-filled new database, volume or directory is not a
+            // restore: it goes.
+            if let Some(created) = &created {
+                self.remove_created(&job, created).await;
+            }
+            self.notify(
+                "backup.restore_failed",
+                format!("Restore of {} was interrupted", job.name),
+                format!("{RESTORE_STOPPED}; what it had created was removed. Start it again."),
+                json!({ "job": job.name, "restore": id, "error": RESTORE_STOPPED }),
+            )
+            .await;
+        }
+        for (_, job_id, scratch) in interrupted.drills {
+            if let (Some(scratch), Ok(job)) = (scratch, jobs::load(&self.db, &self.keys, &job_id).await) {
                 self.drop_scratch(&job, &scratch).await;
             }
-            sqlx::query("UPDATE backup_drills SET status = 'failed', error = 'berth stopped during this drill', finished_at = ? WHERE id = ?")
-                .bind(self.clock.now())
-                .bind(&id)
-                .execute(&self.db)
-                .await?;
         }
-        let _ = tokio::fs::remove_dir_all(self.ctx.scratch_dir()).await;
-        if let Ok(docker) = self.ctx.docker() {
-            let _ = docker.sweep_helpers().await;
+    }
+
+    /// Removes what a restore to something new created (see
+    /// `Destination::created`).
+    pub(crate) async fn remove_created(&self, job: &jobs::StoredJob, created: &str) {
+        match created.split_once(':') {
+            Some(("database", name)) | Some(("volume", name)) => self.drop_scratch(job, name).await,
+            Some(("directory", path)) => {
+                let _ = tokio::fs::remove_dir_all(path).await;
+            }
+            _ => {}
         }
-        Ok(())
     }
 
     async fn drop_scratch(&self, job: &jobs::StoredJob, scratch: &str) {

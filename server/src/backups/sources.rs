@@ -134,6 +134,7 @@ async fn snapshot(ctx: &Context) -> anyhow::Result<Reader> {
         .execute(&ctx.db)
         .await
         .map_err(|e| anyhow::anyhow!("copying the store failed: {e}"))?;
+    settle_copy(&file).await?;
     let migrations: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
         .fetch_one(&ctx.db)
         .await
@@ -167,6 +168,29 @@ async fn snapshot(ctx: &Context) -> anyhow::Result<Reader> {
         }
     });
     Ok(reader)
+}
+
+/// Work that was going when the copy was taken (this very run among it)
+/// did not finish in the copy's world. Left `running`, a berth started on
+/// the restored copy would take it for work it was killed in, and remove
+/// its archive: the one just restored from. So the copy records it as
+/// failed, with no archive to remove.
+async fn settle_copy(file: &Path) -> anyhow::Result<()> {
+    // A rollback journal, not WAL: the copy stays one self-contained file.
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(file)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Delete);
+    let pool = SqlitePool::connect_with(options).await?;
+    let note = "in progress when this copy of berth's store was taken";
+    for sql in [
+        "UPDATE backup_runs SET status = 'failed', object = NULL, error = ? WHERE status = 'running'",
+        "UPDATE backup_restores SET status = 'failed', error = ? WHERE status = 'running'",
+        "UPDATE backup_drills SET status = 'failed', scratch = NULL, error = ? WHERE status = 'running'",
+    ] {
+        sqlx::query(sql).bind(note).execute(&pool).await?;
+    }
+    pool.close().await;
+    Ok(())
 }
 
 /// Unpacks a berth archive into `dir` (created; must not exist).
