@@ -420,7 +420,7 @@ mod tests {
 
     #[test]
     fn parses_a_dsn_and_never_shows_its_password() {
-        let c = Conn::parse("postgres://app:p%40ss%2Fw0rd@db.internal:6543/shop?sslmode=require")
+        let c = Conn::parse("postgres://app:p%40ss%2Fw0rd+@db.internal:6543/shop?sslmode=require")
             .unwrap();
         assert_eq!(c.user, "app");
         assert_eq!(c.password.as_deref(), Some("p@ss/w0rd+"));

@@ -192,8 +192,10 @@ mod tests {
             archive("b", "2026-11-28T23:30:00Z", true),
             archive("c", "2026-11-29T10:00:00Z", true),
         ];
+        // UTC: the 28th's newest is b, the 29th's is c.
         let utc = decide(&archives, &policy(0, 2, 0, 0), &TimeZone::UTC);
-        assert_eq!(utc.delete, Vec::<String>::new());
+        assert_eq!(utc.delete, vec!["a".to_string()]);
+        // Berlin: b (00:30) and c are the 29th's, a (23:30) is the 28th's.
         let berlin = decide(
             &archives,
             &policy(0, 2, 0, 0),
