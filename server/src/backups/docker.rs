@@ -42,6 +42,8 @@ pub const HELPER_IMAGE: &str = "berth-backup-helper:1";
 /// `sweep_helpers` finds what a killed berth left behind and nothing else.
 pub const HELPER_LABEL: &str = "berth.helper";
 pub const HELPER_LABEL_VALUE: &str = "backup";
+/// Label naming the berth instance a helper belongs to.
+pub const HELPER_OWNER_LABEL: &str = "berth.helper.owner";
 /// Label naming the volume a helper mounts (for an admin, and for tests).
 pub const HELPER_VOLUME_LABEL: &str = "berth.helper.volume";
 /// Name prefix of helper containers (for an admin reading `docker ps -a`).
@@ -66,6 +68,9 @@ const CHUNK: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct DockerIo {
     docker: Docker,
+    /// Marks this berth's helper containers, so that its start-up sweep
+    /// never removes another berth's (on a shared engine) in mid-copy.
+    owner: Option<String>,
 }
 
 /// One started exec: its demultiplexed output and its stdin.
@@ -124,7 +129,13 @@ fn exit_message(program: &str, container: &str, code: i64, stderr: &Tail) -> Str
 
 impl DockerIo {
     pub fn new(docker: Docker) -> DockerIo {
-        DockerIo { docker }
+        DockerIo { docker, owner: None }
+    }
+
+    /// Labels helpers with `owner` and sweeps only those.
+    pub fn owned_by(mut self, owner: &str) -> DockerIo {
+        self.owner = Some(owner.to_string());
+        self
     }
 
     // ---- exec -------------------------------------------------------------
@@ -468,10 +479,15 @@ impl DockerIo {
         let body = ContainerCreateBody {
             image: Some(HELPER_IMAGE.to_string()),
             cmd: Some(vec![NEVER_RUN.to_string()]),
-            labels: Some(HashMap::from([
-                (HELPER_LABEL.to_string(), HELPER_LABEL_VALUE.to_string()),
-                (HELPER_VOLUME_LABEL.to_string(), volume.to_string()),
-            ])),
+            labels: Some(
+                [
+                    (HELPER_LABEL.to_string(), HELPER_LABEL_VALUE.to_string()),
+                    (HELPER_VOLUME_LABEL.to_string(), volume.to_string()),
+                ]
+                .into_iter()
+                .chain(self.owner.clone().map(|o| (HELPER_OWNER_LABEL.to_string(), o)))
+                .collect(),
+            ),
             network_disabled: Some(true),
             host_config: Some(HostConfig {
                 mounts: Some(vec![Mount {
@@ -671,7 +687,12 @@ impl DockerIo {
     /// and name prefix). Returns how many. Meant for startup, before any
     /// backup runs: it would also remove the helper of a copy in progress.
     pub async fn sweep_helpers(&self) -> anyhow::Result<usize> {
-        self.sweep_helpers_labelled(&[]).await
+        let owner: Vec<String> = self
+            .owner
+            .iter()
+            .map(|o| format!("{HELPER_OWNER_LABEL}={o}"))
+            .collect();
+        self.sweep_helpers_labelled(&owner).await
     }
 
     /// `sweep_helpers`, narrowed by more `key=value` labels (tests narrow it

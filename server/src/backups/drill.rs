@@ -136,27 +136,21 @@ impl Backups {
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let job = &job;
-        match &job.source {
+        let result = match &job.source {
             Source::Postgres { .. } | Source::PostgresApp { .. } => {
                 let scratch = scratch.expect("database drills have a scratch name");
-                let result = self.drill_database(job, &archive, scratch).await;
-                if let Ok((pg, _)) = self.ctx.pg(job).await {
-                    let _ = pg.drop(scratch).await;
-                }
-                result
+                self.drill_database(job, &archive, scratch).await
             }
             Source::Volume { .. } => {
                 let scratch = scratch.expect("volume drills have a scratch name");
-                let result = self.drill_volume(job, &archive, scratch).await;
-                if let Ok(docker) = self.ctx.docker() {
-                    if docker.volume_exists(scratch).await.unwrap_or(false) {
-                        let _ = docker.remove_volume(scratch).await;
-                    }
-                }
-                result
+                self.drill_volume(job, &archive, scratch).await
             }
             Source::Berth => self.drill_berth(job, &archive).await,
+        };
+        if let Some(scratch) = scratch {
+            self.drop_scratch(job, scratch).await;
         }
+        result
     }
 
     async fn plain(&self, job: &StoredJob, archive: &Archive) -> anyhow::Result<Reader> {
@@ -377,6 +371,9 @@ async fn tar_summary(input: Reader) -> anyhow::Result<(u64, u64)> {
                 bytes += entry.header().size()?;
             }
         }
+        // Read past the end-of-archive marker to the stream's real end: a
+        // volume's stream removes its helper container only then.
+        std::io::copy(&mut archive.into_inner(), &mut std::io::sink())?;
         Ok((files, bytes))
     })
     .await?

@@ -123,8 +123,13 @@ pub async fn write(mut cmd: Command, program: &str, mut input: Reader) -> anyhow
     if !status.success() {
         return Err(failure(program, status, &stderr));
     }
-    if let Err(e) = fed {
-        anyhow::bail!("feeding {program} failed: {e}");
+    match fed {
+        // A program that succeeded without reading all of its input did
+        // not need the rest (`pg_restore --list` stops after the table of
+        // contents).
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => anyhow::bail!("feeding {program} failed: {e}"),
+        Ok(_) => {}
     }
     Ok(stdout)
 }

@@ -145,7 +145,8 @@ impl Backups {
         }
     }
 
-    async fn drop_scratch(&self, job: &jobs::StoredJob, scratch: &str) {
+    /// Drops a drill's scratch database or volume (or a restore's half-made one).
+    pub(crate) async fn drop_scratch(&self, job: &jobs::StoredJob, scratch: &str) {
         use app::api::backups::Source;
         match &job.source {
             Source::Postgres { .. } | Source::PostgresApp { .. } => {
@@ -154,11 +155,18 @@ impl Backups {
                 }
             }
             Source::Volume { .. } => {
-                if let Ok(docker) = self.ctx.docker() {
-                    if docker.volume_exists(scratch).await.unwrap_or(false) {
-                        let _ = docker.remove_volume(scratch).await;
+                let Ok(docker) = self.ctx.docker() else { return };
+                // A helper container that just finished with the volume
+                // may still hold it for a moment.
+                for _ in 0..20 {
+                    if !docker.volume_exists(scratch).await.unwrap_or(false)
+                        || docker.remove_volume(scratch).await.is_ok()
+                    {
+                        return;
                     }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
                 }
+                tracing::warn!(volume = scratch, "could not remove a scratch volume");
             }
             Source::Berth => {}
         }

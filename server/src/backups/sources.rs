@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use app::api::backups::{Source, Target};
+use sha2::Digest;
 use sqlx::SqlitePool;
 use tokio_util::io::SyncIoBridge;
 
@@ -31,7 +32,9 @@ impl Context {
             .engine
             .docker()
             .map_err(|e| anyhow::anyhow!("the Docker engine is unreachable: {e}"))?;
-        Ok(DockerIo::new(docker))
+        // One berth per data dir: its path names this berth's helpers.
+        let owner = hex::encode(&sha2::Sha256::digest(self.data_dir.as_os_str().as_encoded_bytes())[..6]);
+        Ok(DockerIo::new(docker).owned_by(&owner))
     }
 
     /// The running container of a berth app.
