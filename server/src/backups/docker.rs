@@ -129,7 +129,10 @@ fn exit_message(program: &str, container: &str, code: i64, stderr: &Tail) -> Str
 
 impl DockerIo {
     pub fn new(docker: Docker) -> DockerIo {
-        DockerIo { docker, owner: None }
+        DockerIo {
+            docker,
+            owner: None,
+        }
     }
 
     /// Labels helpers with `owner` and sweeps only those.
@@ -485,7 +488,11 @@ impl DockerIo {
                     (HELPER_VOLUME_LABEL.to_string(), volume.to_string()),
                 ]
                 .into_iter()
-                .chain(self.owner.clone().map(|o| (HELPER_OWNER_LABEL.to_string(), o)))
+                .chain(
+                    self.owner
+                        .clone()
+                        .map(|o| (HELPER_OWNER_LABEL.to_string(), o)),
+                )
                 .collect(),
             ),
             network_disabled: Some(true),

@@ -377,12 +377,32 @@ pub fn prepare(mut input: JobInput, existing: Option<&StoredJob>) -> Result<Prep
 fn same_place(old: &Target, new: &Target) -> bool {
     match (old, new) {
         (
-            Target::Sftp { host: h1, port: p1, user: u1, .. },
-            Target::Sftp { host: h2, port: p2, user: u2, .. },
+            Target::Sftp {
+                host: h1,
+                port: p1,
+                user: u1,
+                ..
+            },
+            Target::Sftp {
+                host: h2,
+                port: p2,
+                user: u2,
+                ..
+            },
         ) => (h1, p1, u1) == (h2, p2, u2),
         (
-            Target::S3 { endpoint: e1, bucket: b1, access_key: a1, .. },
-            Target::S3 { endpoint: e2, bucket: b2, access_key: a2, .. },
+            Target::S3 {
+                endpoint: e1,
+                bucket: b1,
+                access_key: a1,
+                ..
+            },
+            Target::S3 {
+                endpoint: e2,
+                bucket: b2,
+                access_key: a2,
+                ..
+            },
         ) => (e1.trim_end_matches('/'), b1, a1) == (e2.trim_end_matches('/'), b2, a2),
         _ => false,
     }

@@ -82,7 +82,10 @@ fn failure(program: &str, status: std::process::ExitStatus, stderr: &str) -> any
 pub fn read(cmd: Command, program: &str) -> anyhow::Result<Reader> {
     let mut child = spawn(cmd, program)?;
     let stdout = child.stdout.take().expect("stdout is piped");
-    let stderr = tokio::spawn(tail(child.stderr.take().expect("stderr is piped"), STDERR_TAIL));
+    let stderr = tokio::spawn(tail(
+        child.stderr.take().expect("stderr is piped"),
+        STDERR_TAIL,
+    ));
     let program = program.to_string();
     let finish = async move {
         let status = child.wait().await;
@@ -108,8 +111,14 @@ pub async fn write(mut cmd: Command, program: &str, mut input: Reader) -> anyhow
     cmd.stdin(Stdio::piped());
     let mut child = spawn(cmd, program)?;
     let mut stdin = child.stdin.take().expect("stdin is piped");
-    let stdout = tokio::spawn(tail(child.stdout.take().expect("stdout is piped"), WRITE_STDOUT));
-    let stderr = tokio::spawn(tail(child.stderr.take().expect("stderr is piped"), STDERR_TAIL));
+    let stdout = tokio::spawn(tail(
+        child.stdout.take().expect("stdout is piped"),
+        WRITE_STDOUT,
+    ));
+    let stderr = tokio::spawn(tail(
+        child.stderr.take().expect("stderr is piped"),
+        STDERR_TAIL,
+    ));
     let fed = async {
         let r = tokio::io::copy(&mut input, &mut stdin).await;
         drop(stdin);

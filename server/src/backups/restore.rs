@@ -30,8 +30,14 @@ impl Destination {
     /// berth dies during it: `database:NAME`, `volume:NAME`, `directory:PATH`.
     pub fn created(&self) -> Option<String> {
         match self {
-            Destination::Database { name, original: false } => Some(format!("database:{name}")),
-            Destination::Volume { name, original: false } => Some(format!("volume:{name}")),
+            Destination::Database {
+                name,
+                original: false,
+            } => Some(format!("database:{name}")),
+            Destination::Volume {
+                name,
+                original: false,
+            } => Some(format!("volume:{name}")),
             Destination::Directory(p) => Some(format!("directory:{}", p.display())),
             _ => None,
         }
@@ -266,11 +272,11 @@ impl Backups {
                         "berth cannot replace its own store while it runs: restore to a new directory, then start berth on it (see docs/backups.md)",
                     ));
                 }
-                let dir = self
-                    .ctx
-                    .data_dir
-                    .join("restores")
-                    .join(format!("{}-{}", job.name, &restore_id[..8]));
+                let dir = self.ctx.data_dir.join("restores").join(format!(
+                    "{}-{}",
+                    job.name,
+                    &restore_id[..8]
+                ));
                 Ok(Destination::Directory(dir))
             }
         }

@@ -116,14 +116,16 @@ impl Backups {
         let run_id = id.clone();
         tokio::spawn(async move {
             let worker = {
-                let (this, job, run_id, object) = (this.clone(), job.clone(), run_id.clone(), object.clone());
+                let (this, job, run_id, object) =
+                    (this.clone(), job.clone(), run_id.clone(), object.clone());
                 tokio::spawn(async move { this.execute(job, run_id, object, progress).await })
             };
             // A panic must not leave the run `running` (and the job blocked).
             if let Err(e) = worker.await {
                 let store = sources::store(&job, &this.ctx.data_dir).ok();
                 let error = anyhow::anyhow!("the run crashed: {e}");
-                this.fail(&job, &run_id, store.as_deref(), &object, error).await;
+                this.fail(&job, &run_id, store.as_deref(), &object, error)
+                    .await;
             }
             this.untrack(&run_id);
         });
@@ -158,7 +160,13 @@ impl Backups {
             r = self.write_archive(&job, &object, store.as_ref(), progress.clone(), &log) => r,
             e = stalled(progress) => Err(e),
         };
-        let Written { digest, stored, versions, source_ms, recipient } = match outcome {
+        let Written {
+            digest,
+            stored,
+            versions,
+            source_ms,
+            recipient,
+        } = match outcome {
             Ok(v) => v,
             Err(e) => return self.fail(&job, &id, Some(store.as_ref()), &object, e).await,
         };
@@ -281,7 +289,11 @@ impl Backups {
             // Both failed: whichever failed first says why. A target that
             // gave up (a full disk) makes the encoder see only that.
             (Err(source), Err(upload)) => {
-                return Err(if pipeline::target_gone(&source) { upload } else { source })
+                return Err(if pipeline::target_gone(&source) {
+                    upload
+                } else {
+                    source
+                })
             }
         };
         if stored.size != digest.size {

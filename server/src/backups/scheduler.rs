@@ -26,7 +26,8 @@ pub struct Interrupted {
     drills: Vec<(String, String, Option<String>)>,
 }
 
-const RUN_STOPPED: &str = "berth stopped during this run (killed or crashed); nothing of it was kept";
+const RUN_STOPPED: &str =
+    "berth stopped during this run (killed or crashed); nothing of it was kept";
 const RESTORE_STOPPED: &str = "berth stopped during this restore";
 const DRILL_STOPPED: &str = "berth stopped during this drill";
 
@@ -40,12 +41,19 @@ impl Backups {
         let mut tx = self.db.begin().await?;
         for (table, extra, list, message) in [
             ("backup_runs", "object", &mut found.runs, RUN_STOPPED),
-            ("backup_restores", "created", &mut found.restores, RESTORE_STOPPED),
+            (
+                "backup_restores",
+                "created",
+                &mut found.restores,
+                RESTORE_STOPPED,
+            ),
             ("backup_drills", "scratch", &mut found.drills, DRILL_STOPPED),
         ] {
-            let rows = sqlx::query(&format!("SELECT id, job_id, {extra} AS extra FROM {table} WHERE status = 'running'"))
-                .fetch_all(&mut *tx)
-                .await?;
+            let rows = sqlx::query(&format!(
+                "SELECT id, job_id, {extra} AS extra FROM {table} WHERE status = 'running'"
+            ))
+            .fetch_all(&mut *tx)
+            .await?;
             for row in rows {
                 list.push((row.get("id"), row.get("job_id"), row.get("extra")));
             }
@@ -90,7 +98,9 @@ impl Backups {
     /// and tells the admin.
     async fn clean_up(&self, interrupted: Interrupted) {
         for (id, job_id, object) in interrupted.runs {
-            let Ok(job) = jobs::load(&self.db, &self.keys, &job_id).await else { continue };
+            let Ok(job) = jobs::load(&self.db, &self.keys, &job_id).await else {
+                continue;
+            };
             let mut cleaned = String::from("the target was not reachable to clean up");
             if let Ok(store) = sources::store(&job, &self.ctx.data_dir) {
                 if let Some(object) = &object {
@@ -102,7 +112,13 @@ impl Backups {
                     Err(e) => cleaned = format!("could not clean the target yet: {e:#}"),
                 }
             }
-            super::log_line(&self.db, "backup_runs", &id, &format!("failed: {RUN_STOPPED}; {cleaned}")).await;
+            super::log_line(
+                &self.db,
+                "backup_runs",
+                &id,
+                &format!("failed: {RUN_STOPPED}; {cleaned}"),
+            )
+            .await;
             self.notify(
                 "backup.failed",
                 format!("Backup {} was interrupted", job.name),
@@ -112,7 +128,9 @@ impl Backups {
             .await;
         }
         for (id, job_id, created) in interrupted.restores {
-            let Ok(job) = jobs::load(&self.db, &self.keys, &job_id).await else { continue };
+            let Ok(job) = jobs::load(&self.db, &self.keys, &job_id).await else {
+                continue;
+            };
             // A half-filled new database, volume or directory is not a
             // restore: it goes.
             if let Some(created) = &created {
@@ -127,7 +145,9 @@ impl Backups {
             .await;
         }
         for (_, job_id, scratch) in interrupted.drills {
-            if let (Some(scratch), Ok(job)) = (scratch, jobs::load(&self.db, &self.keys, &job_id).await) {
+            if let (Some(scratch), Ok(job)) =
+                (scratch, jobs::load(&self.db, &self.keys, &job_id).await)
+            {
                 self.drop_scratch(&job, &scratch).await;
             }
         }
@@ -155,7 +175,9 @@ impl Backups {
                 }
             }
             Source::Volume { .. } => {
-                let Ok(docker) = self.ctx.docker() else { return };
+                let Ok(docker) = self.ctx.docker() else {
+                    return;
+                };
                 // A helper container that just finished with the volume
                 // may still hold it for a moment.
                 for _ in 0..20 {

@@ -33,7 +33,8 @@ impl Context {
             .docker()
             .map_err(|e| anyhow::anyhow!("the Docker engine is unreachable: {e}"))?;
         // One berth per data dir: its path names this berth's helpers.
-        let owner = hex::encode(&sha2::Sha256::digest(self.data_dir.as_os_str().as_encoded_bytes())[..6]);
+        let owner =
+            hex::encode(&sha2::Sha256::digest(self.data_dir.as_os_str().as_encoded_bytes())[..6]);
         Ok(DockerIo::new(docker).owned_by(&owner))
     }
 

@@ -104,7 +104,7 @@ fn archive_file(app: &TestApp, run: &Value) -> Vec<u8> {
 
 /// Decrypts and decompresses an archive outside berth, with an identity.
 fn open_archive(archive: &[u8], identity: &str) -> Result<Vec<u8>, String> {
-    let identity: age::x25519::Identity = identity.parse().map_err(|e| format!("{e}"))?;
+    let identity: age::x25519::Identity = identity.parse().map_err(|e: &str| e.to_string())?;
     let decryptor = age::Decryptor::new(archive).map_err(|e| e.to_string())?;
     let mut reader = decryptor
         .decrypt(std::iter::once(&identity as &dyn age::Identity))
