@@ -38,7 +38,8 @@ impl Backups {
     pub async fn interrupted(&self) -> anyhow::Result<Interrupted> {
         let mut found = Interrupted::default();
         let now = self.clock.now();
-        let mut tx = self.db.begin().await?;
+        // One statement per table (no read-then-write transaction, which
+        // SQLite would refuse to upgrade while another writer is busy).
         for (table, extra, list, message) in [
             ("backup_runs", "object", &mut found.runs, RUN_STOPPED),
             (
@@ -50,22 +51,17 @@ impl Backups {
             ("backup_drills", "scratch", &mut found.drills, DRILL_STOPPED),
         ] {
             let rows = sqlx::query(&format!(
-                "SELECT id, job_id, {extra} AS extra FROM {table} WHERE status = 'running'"
+                "UPDATE {table} SET status = 'failed', error = ?, finished_at = ? \
+                 WHERE status = 'running' RETURNING id, job_id, {extra} AS extra"
             ))
-            .fetch_all(&mut *tx)
+            .bind(message)
+            .bind(now)
+            .fetch_all(&self.db)
             .await?;
             for row in rows {
                 list.push((row.get("id"), row.get("job_id"), row.get("extra")));
             }
-            sqlx::query(&format!(
-                "UPDATE {table} SET status = 'failed', error = ?, finished_at = ? WHERE status = 'running'"
-            ))
-            .bind(message)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
         }
-        tx.commit().await?;
         // Scratch files and helper containers of the dead process; done
         // here because a new run would use the same places.
         let _ = tokio::fs::remove_dir_all(self.ctx.scratch_dir()).await;
