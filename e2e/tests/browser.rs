@@ -902,9 +902,12 @@ async fn backups(run: &mut Run, data: &Path) {
     run.click("#new-backup-job").await;
     run.wait_css("#job-name").await;
     run.type_into("#job-name", "panel-self").await;
-    run.type_into("#job-schedule", "0 3 * * *").await;
-    // The next runs appear as the schedule is typed.
+    // The form starts at 03:00 daily; the next runs follow what is typed.
     run.wait_text(".schedule-preview", "03:00").await;
+    let schedule = run.wait_css("#job-schedule").await;
+    schedule.clear().await.unwrap();
+    schedule.send_keys("30 4 * * *").await.unwrap();
+    run.wait_text(".schedule-preview", "04:30").await;
     run.shot("backup-form").await;
     run.click("#job-save").await;
     run.wait_text("[data-testid=job-title]", "panel-self").await;
