@@ -18,7 +18,7 @@ import argparse, io, json, os, statistics, subprocess, sys, tarfile, tempfile, t
 import http.client
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from idle_and_login import ROOT, TARGET, free_port, pct, request, rss_kib, wait_http  # noqa: E402
+from idle_and_login import ROOT, build_berth, free_port, pct, request, rss_kib, wait_http  # noqa: E402
 
 PASSWORD = "a sturdy benchmark passphrase"
 RUN = uuid.uuid4().hex[:8]
@@ -63,13 +63,11 @@ def main():
     ap.add_argument("--containers", type=int, default=1000)
     args = ap.parse_args()
 
-    env = dict(os.environ, SQLX_OFFLINE="true", CARGO_TARGET_DIR=TARGET)
-    subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "berth-server"],
-                   cwd=ROOT, env=env, check=True)
+    binary = build_berth()
     import_image()
     data = tempfile.mkdtemp(prefix="berth-bench-")
     port = free_port()
-    proc = subprocess.Popen([os.path.join(TARGET, "release", "berth"), "serve", "--plain-http",
+    proc = subprocess.Popen([binary, "serve", "--plain-http",
                              "--listen", f"127.0.0.1:{port}", "--data-dir", data],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

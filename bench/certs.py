@@ -18,7 +18,7 @@ import http.client
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from idle_and_login import ROOT, TARGET, children, free_port, pct, request, rss_kib, wait_http  # noqa: E402
+from idle_and_login import ROOT, build_berth, children, free_port, pct, request, rss_kib, wait_http  # noqa: E402
 from proxy import Nginx, need  # noqa: E402
 
 PASSWORD = "a sturdy benchmark passphrase"
@@ -76,10 +76,7 @@ class Pebble:
 
 class Berth:
     def __init__(self, http_port, https_port, resolver=None):
-        # Built where TARGET points, so the binary run is the one just built.
-        env = dict(os.environ, SQLX_OFFLINE="true", CARGO_TARGET_DIR=TARGET)
-        subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "berth-server"],
-                       cwd=ROOT, env=env, check=True)
+        binary = build_berth()
         self.data = tempfile.mkdtemp(prefix="berth-bench-")
         conf = f"{self.data}/berth.toml"
         with open(conf, "w") as f:
@@ -89,7 +86,7 @@ class Berth:
                 f.write(f'resolver = "{resolver}"\n')
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [os.path.join(TARGET, "release", "berth"), "serve", "--plain-http", "--config", conf,
+            [binary, "serve", "--plain-http", "--config", conf,
              "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data,
              "--proxy-http", f"127.0.0.1:{http_port}", "--proxy-https", f"127.0.0.1:{https_port}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -32,7 +32,7 @@ import argparse, json, os, shutil, signal, statistics, subprocess, sys, tempfile
 import http.client
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from idle_and_login import ROOT, TARGET, free_port, request, wait_http  # noqa: E402
+from idle_and_login import ROOT, build_berth, free_port, request, wait_http  # noqa: E402
 
 PASSWORD = "a sturdy benchmark passphrase"
 RUN = uuid.uuid4().hex[:6]
@@ -230,10 +230,7 @@ def main():
         sys.exit("run as root: the bench makes network namespaces")
     signal.signal(signal.SIGTERM, interrupted)
 
-    env = dict(os.environ, SQLX_OFFLINE="true", CARGO_TARGET_DIR=TARGET)
-    subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "berth-server"],
-                   cwd=ROOT, env=env, check=True)
-    binary = os.path.join(TARGET, "release", "berth")
+    binary = build_berth()
 
     made, proc = [], None
     data = tempfile.mkdtemp(prefix="berth-bench-")

@@ -18,6 +18,15 @@ TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/berth/t
 PASSWORD = "a sturdy benchmark passphrase"
 
 
+def build_berth():
+    """Builds berth in release where TARGET points; answers the binary's path
+    (the one just built)."""
+    env = dict(os.environ, SQLX_OFFLINE="true", CARGO_TARGET_DIR=TARGET)
+    subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "berth-server"],
+                   cwd=ROOT, env=env, check=True)
+    return os.path.join(TARGET, "release", "berth")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -65,12 +74,10 @@ def pct(values, p):
 
 
 def bench_berth(logins):
-    env = dict(os.environ, SQLX_OFFLINE="true", CARGO_TARGET_DIR=TARGET)
-    subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "berth-server"],
-                   cwd=ROOT, env=env, check=True)
+    binary = build_berth()
     data = tempfile.mkdtemp(prefix="berth-bench-")
     port = free_port()
-    proc = subprocess.Popen([os.path.join(TARGET, "release", "berth"), "serve", "--plain-http",
+    proc = subprocess.Popen([binary, "serve", "--plain-http",
                              "--listen", f"127.0.0.1:{port}", "--data-dir", data],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

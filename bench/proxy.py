@@ -19,7 +19,7 @@ import argparse, json, multiprocessing, os, re, shutil, signal, socket, ssl, sub
 import http.client
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from idle_and_login import ROOT, TARGET, children, free_port, pct, request, rss_kib, wait_http  # noqa: E402
+from idle_and_login import ROOT, build_berth, children, free_port, pct, request, rss_kib, wait_http  # noqa: E402
 
 PASSWORD = "a sturdy benchmark passphrase"
 HOST = "bench.example.com"
@@ -140,10 +140,7 @@ def p256_cert(directory):
 
 class Berth:
     def __init__(self, http_port, https_port):
-        # Built where TARGET points, so the binary run is the one just built.
-        env = dict(os.environ, SQLX_OFFLINE="true", CARGO_TARGET_DIR=TARGET)
-        subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "berth-server"],
-                       cwd=ROOT, env=env, check=True)
+        binary = build_berth()
         self.data = tempfile.mkdtemp(prefix="berth-bench-")
         self.cert = p256_cert(f"{self.data}/certs/{HOST}")
         conf = f"{self.data}/berth.toml"
@@ -151,7 +148,7 @@ class Berth:
             f.write("[proxy]\naccess_log = false\n")
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [os.path.join(TARGET, "release", "berth"), "serve", "--plain-http", "--config", conf,
+            [binary, "serve", "--plain-http", "--config", conf,
              "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data,
              "--proxy-http", f"127.0.0.1:{http_port}", "--proxy-https", f"127.0.0.1:{https_port}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

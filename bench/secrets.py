@@ -21,7 +21,7 @@ import argparse, json, os, sqlite3, subprocess, sys, tempfile, time
 import http.client
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from idle_and_login import ROOT, TARGET, free_port, pct, request, rss_kib, wait_http  # noqa: E402
+from idle_and_login import ROOT, build_berth, free_port, pct, request, rss_kib, wait_http  # noqa: E402
 from apps import IMAGE, PREFIX, RUN, cleanup, import_image, summary, timed  # noqa: E402
 
 PASSWORD = "a sturdy benchmark passphrase"
@@ -34,10 +34,7 @@ def main():
     ap.add_argument("--stored", type=int, default=1000)
     args = ap.parse_args()
 
-    env = dict(os.environ, SQLX_OFFLINE="true", CARGO_TARGET_DIR=TARGET)
-    subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "berth-server"],
-                   cwd=ROOT, env=env, check=True)
-    binary = os.path.join(TARGET, "release", "berth")
+    binary = build_berth()
     import_image()
     data = tempfile.mkdtemp(prefix="berth-bench-")
     port = free_port()

@@ -10,7 +10,6 @@
 //! Every step leaves a screenshot in `e2e/screenshots/`; a passing run removes
 //! them, a failing run keeps them (as does BERTH_E2E_KEEP_SCREENSHOTS=1).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,11 +17,15 @@ use std::time::{Duration, Instant};
 #[path = "../../server/tests/api/acme_rig.rs"]
 #[allow(dead_code)]
 mod acme_rig;
+#[path = "../../server/tests/api/ports.rs"]
+mod ports;
 
 use berth::config::Config;
 use berth::startup::Application;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
+
+use ports::free_port;
 
 const USERNAME: &str = "admin";
 const PASSWORD: &str = "browser test passphrase";
@@ -36,14 +39,6 @@ impl Drop for Driver {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn repo_root() -> PathBuf {
@@ -169,7 +164,7 @@ async fn a_fresh_berth_is_set_up_and_used_through_the_browser() {
     );
     let data = tempfile::tempdir().unwrap();
     // A real ACME CA on loopback; berth's proxy listens where it validates.
-    let http_port = acme_rig::free_port();
+    let http_port = free_port();
     let pebble = acme_rig::Pebble::start(acme_rig::PebbleOptions::http(http_port)).await;
     // The firewall step loads rules into a namespace of its own, never the host's.
     let netns = Netns::new();

@@ -33,6 +33,7 @@ use futures::{Stream, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::io::{ReaderStream, StreamReader};
 
+use crate::backups::tail::{self, Tail};
 use crate::backups::target::Reader;
 
 /// The helper image berth imports once (an empty `/volume` and `/tmp`).
@@ -55,10 +56,6 @@ const MOUNT: &str = "/volume";
 /// mistake fails instead of doing anything.
 const NEVER_RUN: &str = "/berth-helper-never-started";
 
-/// How much of a failed command's stderr goes into the error.
-const STDERR_TAIL: usize = 2 * 1024;
-/// How much of `exec_write`'s stdout is kept (its last bytes).
-const WRITE_STDOUT_TAIL: usize = super::process::WRITE_STDOUT;
 /// The most `exec_output` accepts: it is for short answers, not data.
 const OUTPUT_MAX: usize = 1024 * 1024;
 /// Chunk size when streaming an input to the engine.
@@ -78,42 +75,6 @@ struct Started {
     id: String,
     output: std::pin::Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>,
     input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
-}
-
-/// The last `cap` bytes written to it. Grows to at most twice `cap` between
-/// trims, so a chatty stderr costs a few KiB, not its size.
-struct Tail {
-    buf: Vec<u8>,
-    cap: usize,
-}
-
-impl Tail {
-    fn new(cap: usize) -> Tail {
-        Tail {
-            buf: Vec::new(),
-            cap,
-        }
-    }
-
-    fn push(&mut self, bytes: &[u8]) {
-        if bytes.len() >= self.cap {
-            self.buf.clear();
-            self.buf.extend_from_slice(&bytes[bytes.len() - self.cap..]);
-            return;
-        }
-        self.buf.extend_from_slice(bytes);
-        if self.buf.len() > 2 * self.cap {
-            let cut = self.buf.len() - self.cap;
-            self.buf.drain(..cut);
-        }
-    }
-
-    fn text(&self) -> String {
-        let start = self.buf.len().saturating_sub(self.cap);
-        String::from_utf8_lossy(&self.buf[start..])
-            .trim()
-            .to_string()
-    }
 }
 
 /// The message for a command that exited non-zero: what an admin needs to
@@ -250,7 +211,7 @@ impl DockerIo {
             program: argv[0].to_string(),
             container: container.to_string(),
             output: started.output,
-            stderr: Tail::new(STDERR_TAIL),
+            stderr: Tail::new(tail::STDERR),
             done: false,
         };
         // Without stdin attached the engine gives the command an empty one;
@@ -349,8 +310,8 @@ impl DockerIo {
             }
             Ok(Fed::All)
         };
-        let mut stdout = Tail::new(WRITE_STDOUT_TAIL);
-        let mut stderr = Tail::new(STDERR_TAIL);
+        let mut stdout = Tail::new(tail::WRITE_STDOUT);
+        let mut stderr = Tail::new(tail::STDERR);
         let collect = async {
             while let Some(item) = output.next().await {
                 match item {
@@ -414,7 +375,7 @@ impl DockerIo {
         drop(input);
         let program = argv[0];
         let mut stdout = Vec::new();
-        let mut stderr = Tail::new(STDERR_TAIL);
+        let mut stderr = Tail::new(tail::STDERR);
         while let Some(item) = output.next().await {
             match item.with_context(|| {
                 format!("reading the output of `{program}` in container {container}")
@@ -1538,16 +1499,5 @@ mod tests {
             .unwrap();
         assert_eq!(root, None);
         assert_eq!(read_all(replay).await.0, b"short");
-    }
-
-    #[test]
-    fn tail_keeps_the_last_bytes() {
-        let mut t = Tail::new(4);
-        t.push(b"ab");
-        t.push(b"cdef");
-        t.push(b"g");
-        assert_eq!(t.text(), "defg");
-        t.push(b"0123456789");
-        assert_eq!(t.text(), "6789");
     }
 }

@@ -25,6 +25,7 @@ pub mod run;
 pub mod schedule;
 pub mod scheduler;
 pub mod sources;
+pub mod tail;
 pub mod target;
 
 use std::collections::HashMap;

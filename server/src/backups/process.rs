@@ -11,13 +11,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio_util::io::{ReaderStream, StreamReader};
 
+use super::tail::{self, Tail};
 use super::target::Reader;
-
-/// The end of stderr kept for error messages.
-const STDERR_TAIL: usize = 2048;
-/// What `write` keeps of stdout: whole listings (`pg_restore --list`, row
-/// counts) of any realistic database; only the end of anything larger.
-pub const WRITE_STDOUT: usize = 16 << 20;
 
 /// A command with a clean environment plus `env`: only `PATH`, the locale
 /// and what the caller passes reach the program, so an admin's `PG*`
@@ -48,21 +43,17 @@ fn spawn(mut cmd: Command, program: &str) -> anyhow::Result<Child> {
     })
 }
 
-/// Keeps the last `keep` bytes of a stream.
-async fn tail(mut stream: impl AsyncRead + Unpin, keep: usize) -> String {
-    let mut kept: Vec<u8> = Vec::new();
+/// Reads a stream to its end, keeping its last `keep` bytes.
+async fn tail_of(mut stream: impl AsyncRead + Unpin, keep: usize) -> String {
+    let mut kept = Tail::new(keep);
     let mut buf = [0u8; 4096];
     while let Ok(n) = stream.read(&mut buf).await {
         if n == 0 {
             break;
         }
-        kept.extend_from_slice(&buf[..n]);
-        if kept.len() > 2 * keep {
-            kept.drain(..kept.len() - keep);
-        }
+        kept.push(&buf[..n]);
     }
-    let start = kept.len().saturating_sub(keep);
-    String::from_utf8_lossy(&kept[start..]).trim().to_string()
+    kept.text()
 }
 
 fn failure(program: &str, status: std::process::ExitStatus, stderr: &str) -> anyhow::Error {
@@ -82,9 +73,9 @@ fn failure(program: &str, status: std::process::ExitStatus, stderr: &str) -> any
 pub fn read(cmd: Command, program: &str) -> anyhow::Result<Reader> {
     let mut child = spawn(cmd, program)?;
     let stdout = child.stdout.take().expect("stdout is piped");
-    let stderr = tokio::spawn(tail(
+    let stderr = tokio::spawn(tail_of(
         child.stderr.take().expect("stderr is piped"),
-        STDERR_TAIL,
+        tail::STDERR,
     ));
     let program = program.to_string();
     let finish = async move {
@@ -106,18 +97,18 @@ pub fn read(cmd: Command, program: &str) -> anyhow::Result<Reader> {
 }
 
 /// Runs the program with `input` on stdin; returns its stdout (the last
-/// `WRITE_STDOUT` bytes) on success.
+/// `tail::WRITE_STDOUT` bytes) on success.
 pub async fn write(mut cmd: Command, program: &str, mut input: Reader) -> anyhow::Result<String> {
     cmd.stdin(Stdio::piped());
     let mut child = spawn(cmd, program)?;
     let mut stdin = child.stdin.take().expect("stdin is piped");
-    let stdout = tokio::spawn(tail(
+    let stdout = tokio::spawn(tail_of(
         child.stdout.take().expect("stdout is piped"),
-        WRITE_STDOUT,
+        tail::WRITE_STDOUT,
     ));
-    let stderr = tokio::spawn(tail(
+    let stderr = tokio::spawn(tail_of(
         child.stderr.take().expect("stderr is piped"),
-        STDERR_TAIL,
+        tail::STDERR,
     ));
     let fed = async {
         let r = tokio::io::copy(&mut input, &mut stdin).await;
@@ -148,10 +139,9 @@ pub async fn output(cmd: Command, program: &str) -> anyhow::Result<String> {
     let child = spawn(cmd, program)?;
     let out = child.wait_with_output().await?;
     if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let start = stderr.len().saturating_sub(STDERR_TAIL);
-        let stderr = stderr.get(start..).unwrap_or("").trim().to_string();
-        return Err(failure(program, out.status, &stderr));
+        let mut stderr = Tail::new(tail::STDERR);
+        stderr.push(&out.stderr);
+        return Err(failure(program, out.status, &stderr.text()));
     }
     let mut stdout = out.stdout;
     stdout.truncate(1 << 20);

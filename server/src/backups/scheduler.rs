@@ -201,51 +201,84 @@ impl Backups {
             let name: String = row.get("name");
             let timezone: String = row.get("timezone");
             let schedule: Option<String> = row.get("schedule");
-            if let Some(s) =
-                schedule.and_then(|s| super::schedule::Schedule::new(&s, &timezone).ok())
+            if self
+                .claim(
+                    &id,
+                    schedule.as_deref(),
+                    &timezone,
+                    Mark::Backup,
+                    row.get("scheduled_through"),
+                    now,
+                )
+                .await?
             {
-                let through: i64 = row.get("scheduled_through");
-                if s.next_after(through).is_some_and(|due| due <= now) {
-                    sqlx::query("UPDATE backup_jobs SET scheduled_through = ? WHERE id = ?")
-                        .bind(now)
-                        .bind(&id)
-                        .execute(&self.db)
-                        .await?;
-                    let trigger = if startup { "startup" } else { "schedule" };
-                    match self.start_run(&id, trigger).await {
-                        Ok(run) => {
-                            tracing::info!(job = %name, run = %run, trigger, "backup started")
-                        }
-                        Err(e) => {
-                            tracing::warn!(job = %name, error = %e, "scheduled backup skipped")
-                        }
-                    }
+                let trigger = if startup { "startup" } else { "schedule" };
+                match self.start_run(&id, trigger).await {
+                    Ok(run) => tracing::info!(job = %name, run = %run, trigger, "backup started"),
+                    Err(e) => tracing::warn!(job = %name, error = %e, "scheduled backup skipped"),
                 }
             }
             let drill: Option<String> = row.get("drill");
-            let drill =
-                drill.and_then(|d| serde_json::from_str::<app::api::backups::DrillSpec>(&d).ok());
-            if let Some(s) =
-                drill.and_then(|d| super::schedule::Schedule::new(&d.schedule, &timezone).ok())
+            let drill = drill
+                .and_then(|d| serde_json::from_str::<app::api::backups::DrillSpec>(&d).ok())
+                .map(|d| d.schedule);
+            if self
+                .claim(
+                    &id,
+                    drill.as_deref(),
+                    &timezone,
+                    Mark::Drill,
+                    row.get("drill_through"),
+                    now,
+                )
+                .await?
             {
-                let through: i64 = row.get("drill_through");
-                if s.next_after(through).is_some_and(|due| due <= now) {
-                    sqlx::query("UPDATE backup_jobs SET drill_through = ? WHERE id = ?")
-                        .bind(now)
-                        .bind(&id)
-                        .execute(&self.db)
-                        .await?;
-                    match self.start_drill(&id).await {
-                        Ok(drill) => {
-                            tracing::info!(job = %name, drill = %drill, "restore drill started")
-                        }
-                        Err(e) => {
-                            tracing::warn!(job = %name, error = %e, "scheduled drill skipped")
-                        }
+                match self.start_drill(&id).await {
+                    Ok(drill) => {
+                        tracing::info!(job = %name, drill = %drill, "restore drill started")
                     }
+                    Err(e) => tracing::warn!(job = %name, error = %e, "scheduled drill skipped"),
                 }
             }
         }
         Ok(())
     }
+
+    /// Whether `schedule` has a start in (`through`, `now`]; if it has,
+    /// the job's mark moves to `now` first, so that start is handled once
+    /// whatever becomes of it.
+    async fn claim(
+        &self,
+        id: &str,
+        schedule: Option<&str>,
+        timezone: &str,
+        mark: Mark,
+        through: i64,
+        now: i64,
+    ) -> anyhow::Result<bool> {
+        let Some(s) = schedule.and_then(|s| super::schedule::Schedule::new(s, timezone).ok())
+        else {
+            return Ok(false);
+        };
+        if s.next_after(through).is_none_or(|due| due > now) {
+            return Ok(false);
+        }
+        let query = match mark {
+            Mark::Backup => "UPDATE backup_jobs SET scheduled_through = ? WHERE id = ?",
+            Mark::Drill => "UPDATE backup_jobs SET drill_through = ? WHERE id = ?",
+        };
+        sqlx::query(query)
+            .bind(now)
+            .bind(id)
+            .execute(&self.db)
+            .await?;
+        Ok(true)
+    }
+}
+
+/// Which of a job's two schedules a start belongs to.
+#[derive(Clone, Copy)]
+enum Mark {
+    Backup,
+    Drill,
 }

@@ -10,24 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A UDP + TCP port free on both (DNS listens on both).
-pub fn free_dns_port() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+use crate::ports::free_port;
 
 /// A child process killed when dropped.
 pub struct Proc(pub Child);
@@ -106,7 +89,7 @@ impl Pebble {
         std::fs::write(&cert_path, cert.pem()).unwrap();
         std::fs::write(&key_path, key.serialize_pem()).unwrap();
 
-        let dns = SocketAddr::from(([127, 0, 0, 1], free_dns_port()));
+        let dns = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let challtest_mgmt = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let challtest = Proc(
             Command::new("pebble-challtestsrv")
@@ -251,7 +234,7 @@ impl Named {
             rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
             base64::engine::general_purpose::STANDARD.encode(key)
         };
-        let port = free_dns_port();
+        let port = free_port();
         let zone = "berth.test";
         std::fs::write(
             d.join("zone.db"),
@@ -355,7 +338,7 @@ impl PowerDns {
             })
             .expect("sqlite3 runs");
         assert!(status.success());
-        let dns = SocketAddr::from(([127, 0, 0, 1], free_dns_port()));
+        let dns = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let web = free_port();
         let api_key = format!("key-{}", free_port());
         std::fs::write(

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::docker::{docker, Scratch, TEST_IMAGE};
 use crate::helpers::{error_of, spawn_app, TestApp, PASSWORD};
+use crate::ports::free_port;
 
 /// Signed-in berth plus a scratch prefix for Docker objects.
 async fn setup() -> (TestApp, String, Scratch) {
@@ -638,14 +639,6 @@ async fn bad_input_is_refused_by_field_and_creates_nothing() {
     )
     .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]

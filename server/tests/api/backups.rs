@@ -15,18 +15,10 @@ use crate::pg_rig::Postgres;
 /// Completes setup; returns the CSRF token and the backup identity the
 /// wizard shows once.
 async fn setup(app: &TestApp) -> (String, String) {
-    let r = app
-        .client
-        .post(app.api("/setup"))
-        .json(&json!({ "token": app.setup_token(), "username": USERNAME, "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let body: Value = r.json().await.unwrap();
-    let identity = body["backup_identity"].as_str().unwrap().to_string();
+    let answer = app.setup_answer().await;
+    let identity = answer["backup_identity"].as_str().unwrap().to_string();
     assert!(identity.starts_with("AGE-SECRET-KEY-1"), "{identity}");
-    (body["csrf_token"].as_str().unwrap().to_string(), identity)
+    (answer["csrf_token"].as_str().unwrap().to_string(), identity)
 }
 
 async fn ok(app: &TestApp, csrf: &str, method: Method, path: &str, body: Option<Value>) -> Value {

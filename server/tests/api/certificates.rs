@@ -14,8 +14,9 @@ use http_body_util::Full;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::acme_rig::{free_port, Named, Pebble, PebbleOptions};
+use crate::acme_rig::{Named, Pebble, PebbleOptions};
 use crate::helpers::{error_of, spawn_with, Inbox, TestApp};
+use crate::ports::free_port;
 use crate::proxy::{echo_server, presented};
 
 struct Rig {

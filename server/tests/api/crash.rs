@@ -13,30 +13,122 @@ use crate::helpers::{client, csrf_of, PASSWORD, USERNAME};
 
 const BIN: &str = env!("CARGO_BIN_EXE_berth");
 
-/// Starts the binary on `dir`; returns it and its URL.
-fn serve(dir: &std::path::Path, pause: Option<&str>) -> (Child, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--plain-http", "--listen", "127.0.0.1:0"])
-        .env("BERTH_DATA_DIR", dir)
-        .env("NO_COLOR", "1")
-        .env_remove("BERTH_FAULT_PAUSE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    if let Some(point) = pause {
-        cmd.env("BERTH_FAULT_PAUSE", point);
+/// The binary serving a data dir, with a client logged in to it.
+struct Served {
+    child: Child,
+    url: String,
+    http: reqwest::Client,
+    csrf: String,
+}
+
+impl Served {
+    /// Starts the binary on `dir` (frozen at the fault point `pause`, if
+    /// given) and completes setup with it.
+    async fn first(dir: &std::path::Path, pause: Option<&str>) -> Served {
+        let mut s = Served::start(dir, pause);
+        let token = std::fs::read_to_string(dir.join("setup-token")).unwrap();
+        let r = s
+            .http
+            .post(s.api("/setup"))
+            .json(&json!({ "token": token.trim(), "username": USERNAME, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        s.csrf = csrf_of(r).await;
+        s
     }
-    let mut child = cmd.spawn().unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut lines = stdout.lines();
-    let url = loop {
-        let line = lines.next().expect("berth logs its URL").unwrap();
-        if let Some(rest) = line.split("url=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
+
+    /// Starts the binary again on `dir`, without a fault, and logs in.
+    async fn again(dir: &std::path::Path) -> Served {
+        let mut s = Served::start(dir, None);
+        let r = s
+            .http
+            .post(s.api("/auth/login"))
+            .json(&json!({ "username": USERNAME, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        s.csrf = csrf_of(r).await;
+        s
+    }
+
+    fn start(dir: &std::path::Path, pause: Option<&str>) -> Served {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--plain-http", "--listen", "127.0.0.1:0"])
+            .env("BERTH_DATA_DIR", dir)
+            .env("NO_COLOR", "1")
+            .env_remove("BERTH_FAULT_PAUSE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(point) = pause {
+            cmd.env("BERTH_FAULT_PAUSE", point);
         }
-    };
-    // Keep draining the log so berth never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, url)
+        let mut child = cmd.spawn().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut lines = stdout.lines();
+        let url = loop {
+            let line = lines.next().expect("berth logs its URL").unwrap();
+            if let Some(rest) = line.split("url=").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        // Keep draining the log so berth never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Served {
+            child,
+            url,
+            http: client(),
+            csrf: String::new(),
+        }
+    }
+
+    fn api(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.url)
+    }
+
+    /// POST with the session's CSRF token and an optional JSON body.
+    fn post(&self, path: &str, body: Option<&Value>) -> reqwest::RequestBuilder {
+        let req = self
+            .http
+            .post(self.api(path))
+            .header("X-CSRF-Token", &self.csrf);
+        match body {
+            Some(b) => req.json(b),
+            None => req,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(self.api(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Sends `signal` (`KILL`, `TERM`) and waits for the process to end.
+    fn signal(mut self, signal: &str) {
+        Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// A failed test leaves no berth running behind it.
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 #[tokio::test]
@@ -44,26 +136,9 @@ async fn sigkill_during_a_recreate_converges_after_restart() {
     let scratch = Scratch::new();
     let dir = tempfile::tempdir().unwrap();
     let name = scratch.name("crash");
-    let (mut child, url) = serve(dir.path(), Some("apply.recreate.after_stop"));
-    let api = |p: &str| format!("{url}/api/v1{p}");
-
-    let token = std::fs::read_to_string(dir.path().join("setup-token")).unwrap();
-    let http = client();
-    let r = http
-        .post(api("/setup"))
-        .json(&json!({ "token": token.trim(), "username": USERNAME, "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
-    let csrf = csrf_of(r).await;
+    let berth = Served::first(dir.path(), Some("apply.recreate.after_stop")).await;
     let mut spec = json!({ "name": name, "image": TEST_IMAGE, "command": ["sleep", "3600"] });
-    let r = http
-        .post(api("/apps"))
-        .header("X-CSRF-Token", &csrf)
-        .json(&spec)
-        .send()
-        .await
-        .unwrap();
+    let r = berth.post("/apps", Some(&spec)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let old_id = r.json::<Value>().await.unwrap()["container"]["id"]
         .as_str()
@@ -72,21 +147,14 @@ async fn sigkill_during_a_recreate_converges_after_restart() {
 
     // The update stops the old container, then berth freezes at the fault point.
     spec["env"] = json!({ "VERSION": "2" });
-    let put = {
-        let (http, url, csrf, spec) = (
-            http.clone(),
-            api(&format!("/apps/{name}")),
-            csrf.clone(),
-            spec.clone(),
-        );
-        tokio::spawn(async move {
-            http.put(url)
-                .header("X-CSRF-Token", csrf)
-                .json(&spec)
-                .send()
-                .await
-        })
-    };
+    let put = tokio::spawn(
+        berth
+            .http
+            .put(berth.api(&format!("/apps/{name}")))
+            .header("X-CSRF-Token", &berth.csrf)
+            .json(&spec)
+            .send(),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let c = docker()
@@ -102,34 +170,14 @@ async fn sigkill_during_a_recreate_converges_after_restart() {
         assert!(Instant::now() < deadline, "berth reached the fault point");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap();
+    berth.signal("KILL");
     assert!(put.await.unwrap().is_err(), "the request died with berth");
 
     // Restarted without the fault: the interrupted apply is resumed.
-    let (mut child, url) = serve(dir.path(), None);
-    let api = |p: &str| format!("{url}/api/v1{p}");
-    let http = client();
-    let r = http
-        .post(api("/auth/login"))
-        .json(&json!({ "username": USERNAME, "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let berth = Served::again(dir.path()).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let app = loop {
-        let v: Value = http
-            .get(api(&format!("/apps/{name}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = berth.get(&format!("/apps/{name}")).await;
         if v["status"] == "running" && scratch.containers().await.len() == 1 {
             break v;
         }
@@ -151,11 +199,7 @@ async fn sigkill_during_a_recreate_converges_after_restart() {
         .unwrap()
         .contains(&"VERSION=2".to_string()));
     assert_eq!(c.name.as_deref(), Some(format!("/{name}").as_str()));
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap();
+    berth.signal("TERM");
 }
 
 /// SIGKILL while a backup is being written: at restart the run is failed,
@@ -164,31 +208,17 @@ async fn sigkill_during_a_recreate_converges_after_restart() {
 #[tokio::test]
 async fn sigkill_during_a_backup_fails_it_cleans_up_and_the_missed_start_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, url) = serve(dir.path(), Some("backup.local.writing"));
-    let api = |p: &str| format!("{url}/api/v1{p}");
-    let token = std::fs::read_to_string(dir.path().join("setup-token")).unwrap();
-    let http = client();
-    let r = http
-        .post(api("/setup"))
-        .json(&json!({ "token": token.trim(), "username": USERNAME, "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
-    let csrf = csrf_of(r).await;
-    let r = http
-        .post(api("/backups/jobs"))
-        .header("X-CSRF-Token", &csrf)
-        .json(
-            &json!({ "name": "self", "source": { "kind": "berth" }, "target": { "kind": "local" },
-                       "schedule": "0 3 * * *" }),
-        )
+    let berth = Served::first(dir.path(), Some("backup.local.writing")).await;
+    let job = json!({ "name": "self", "source": { "kind": "berth" }, "target": { "kind": "local" },
+                      "schedule": "0 3 * * *" });
+    let r = berth
+        .post("/backups/jobs", Some(&job))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = http
-        .post(api("/backups/jobs/self/run"))
-        .header("X-CSRF-Token", &csrf)
+    let r = berth
+        .post("/backups/jobs/self/run", None)
         .send()
         .await
         .unwrap();
@@ -211,11 +241,7 @@ async fn sigkill_during_a_backup_fails_it_cleans_up_and_the_missed_start_runs() 
         assert!(Instant::now() < deadline, "berth reached the fault point");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap();
+    berth.signal("KILL");
 
     // While berth was down, the 03:00 start passed.
     {
@@ -232,26 +258,10 @@ async fn sigkill_during_a_backup_fails_it_cleans_up_and_the_missed_start_runs() 
         db.close().await;
     }
 
-    let (mut child, url) = serve(dir.path(), None);
-    let api = |p: &str| format!("{url}/api/v1{p}");
-    let http = client();
-    let r = http
-        .post(api("/auth/login"))
-        .json(&json!({ "username": USERNAME, "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let berth = Served::again(dir.path()).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let runs = loop {
-        let v: Value = http
-            .get(api("/backups/runs?job=self"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = berth.get("/backups/runs?job=self").await;
         let runs = v["runs"].as_array().unwrap().clone();
         if runs.len() == 2 && runs.iter().all(|r| r["status"] != "running") {
             break runs;
@@ -283,9 +293,5 @@ async fn sigkill_during_a_backup_fails_it_cleans_up_and_the_missed_start_runs() 
         .trim_start_matches("self/")
         .to_string();
     assert_eq!(left, [object.clone(), format!("{object}.manifest.json")]);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap();
+    berth.signal("TERM");
 }

@@ -59,8 +59,9 @@ impl TestApp {
             .to_string()
     }
 
-    /// Completes setup with `client`; returns the session's CSRF token.
-    pub async fn setup_with(&self, client: &Client) -> String {
+    /// Completes setup with `client`; returns its whole answer (the CSRF
+    /// token, and the recovery key and backup identity shown only there).
+    pub async fn setup_answer_with(&self, client: &Client) -> Value {
         let r = client
             .post(self.api("/setup"))
             .json(
@@ -70,11 +71,21 @@ impl TestApp {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::CREATED);
-        csrf_of(r).await
+        r.json().await.unwrap()
+    }
+
+    /// Completes setup with `client`; returns the session's CSRF token.
+    pub async fn setup_with(&self, client: &Client) -> String {
+        let answer = self.setup_answer_with(client).await;
+        answer["csrf_token"].as_str().unwrap().to_string()
     }
 
     pub async fn setup(&self) -> String {
         self.setup_with(&self.client).await
+    }
+
+    pub async fn setup_answer(&self) -> Value {
+        self.setup_answer_with(&self.client).await
     }
 
     /// Logs `client` in; returns the CSRF token.

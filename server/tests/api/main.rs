@@ -17,6 +17,7 @@ mod helpers;
 mod nginx;
 mod pg_image;
 mod pg_rig;
+mod ports;
 mod proxy;
 mod secrets;
 mod setup;

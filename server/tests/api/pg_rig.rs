@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::ports::free_port;
+
 pub const USER: &str = "berth_test";
 pub const PASSWORD: &str = "pg test pass phrase";
 
@@ -31,14 +33,6 @@ fn as_postgres(program: &std::path::Path, args: &[&str]) -> Command {
     let mut cmd = Command::new("runuser");
     cmd.args(["-u", "postgres", "--"]).arg(program).args(args);
     cmd
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Postgres {

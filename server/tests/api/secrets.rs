@@ -157,18 +157,10 @@ impl Rig {
 /// Completes setup; returns the session's CSRF token and the recovery key
 /// the answer shows once.
 async fn setup_keeping_recovery(app: &TestApp) -> (String, String) {
-    let r = app
-        .client
-        .post(app.api("/setup"))
-        .json(&json!({ "token": app.setup_token(), "username": USERNAME, "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let body: Value = r.json().await.unwrap();
+    let answer = app.setup_answer().await;
     (
-        body["csrf_token"].as_str().unwrap().to_string(),
-        body["recovery_key"].as_str().unwrap().to_string(),
+        answer["csrf_token"].as_str().unwrap().to_string(),
+        answer["recovery_key"].as_str().unwrap().to_string(),
     )
 }
 
