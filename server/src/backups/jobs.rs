@@ -139,10 +139,9 @@ pub fn prepare(mut input: JobInput, existing: Option<&StoredJob>) -> Result<Prep
                 Some(p) if p == MASK => {
                     // The stored password goes only to the server and role
                     // it was given for: a changed host would receive it.
-                    let same_server = existing.and_then(|j| j.conn()).is_some_and(|c| {
-                        (c.host.as_str(), c.port, c.user.as_str())
-                            == (conn.host.as_str(), conn.port, conn.user.as_str())
-                    });
+                    let same_server = existing
+                        .and_then(|j| j.conn())
+                        .is_some_and(|c| c.same_server(&conn));
                     let kept = same_server.then(|| old?.dsn_password.clone()).flatten();
                     Some(kept.ok_or_else(|| {
                         invalid(
@@ -368,6 +367,12 @@ pub fn prepare(mut input: JobInput, existing: Option<&StoredJob>) -> Result<Prep
         }
         if d.query.as_ref().is_some_and(|q| q.len() > 4096) {
             return Err(invalid("drill.query", "at most 4096 characters"));
+        }
+        if d.query.as_deref().is_some_and(super::pg::is_meta_command) {
+            return Err(invalid(
+                "drill.query",
+                "an SQL statement, not a psql command (it starts with `\\`)",
+            ));
         }
     }
     Ok(Prepared { input, secrets })

@@ -87,7 +87,13 @@ impl Conn {
             };
             params.push((var.to_string(), v.into_owned()));
         }
-        let host = url.host_str().unwrap_or("").to_string();
+        // Without the brackets of an IPv6 literal: `render` adds them back,
+        // and PGHOST takes the bare address.
+        let host = match url.host() {
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            Some(h) => h.to_string(),
+            None => String::new(),
+        };
         if host.is_empty() && !params.iter().any(|(k, _)| k == "PGHOST") {
             return Err("the URL names a host".into());
         }
@@ -154,6 +160,28 @@ impl Conn {
         out
     }
 
+    /// What a stored password is tied to: the server it is sent to (the
+    /// `host` parameter overrides the URL's host), how (TLS settings) and
+    /// as whom. A DSN that changes any of these must bring its password.
+    pub fn same_server(&self, other: &Conn) -> bool {
+        let key = |c: &Conn| {
+            let param = |var: &str| {
+                c.params
+                    .iter()
+                    .find(|(k, _)| k == var)
+                    .map(|(_, v)| v.clone())
+            };
+            (
+                param("PGHOST").unwrap_or_else(|| c.host.clone()),
+                c.port,
+                c.user.clone(),
+                param("PGSSLMODE"),
+                param("PGSSLROOTCERT"),
+            )
+        };
+        key(self) == key(other)
+    }
+
     fn env(&self, database: &str) -> Vec<(String, String)> {
         let mut env = vec![
             ("PGHOST".to_string(), self.host.clone()),
@@ -171,6 +199,13 @@ impl Conn {
         }
         env
     }
+}
+
+/// Whether psql would run `sql`, given to `--command`, as one of its own
+/// backslash commands (`\!`, `\copy`, `\o`…) rather than send it to the
+/// server.
+pub fn is_meta_command(sql: &str) -> bool {
+    sql.trim_start().starts_with('\\')
 }
 
 /// Where the tools run.
@@ -353,6 +388,12 @@ impl Pg {
 
     /// One SQL statement; the first column of each row, one per line.
     pub async fn query(&self, database: &str, sql: &str) -> anyhow::Result<String> {
+        // `psql --command` sends SQL to the server as it is, unless it
+        // starts with a backslash: then psql itself runs it, and `\!`
+        // would start a shell on this host.
+        if is_meta_command(sql) {
+            anyhow::bail!("a check query is SQL, not a psql command");
+        }
         self.output(
             &[
                 "psql",
@@ -443,6 +484,38 @@ mod tests {
         // The mask round-trips as the mask (the caller swaps the stored one in).
         let again = Conn::parse(&c.masked()).unwrap();
         assert_eq!(again.password.as_deref(), Some(MASK));
+    }
+
+    #[test]
+    fn ipv6_hosts_round_trip_and_reach_pghost_bare() {
+        let c = Conn::parse("postgres://u:pw@[::1]:5433/db").unwrap();
+        assert_eq!(c.host, "::1");
+        assert_eq!(c.without_password(), "postgres://u@[::1]:5433/db");
+        assert_eq!(Conn::parse(&c.masked()).unwrap().host, "::1");
+        assert!(c.env("db").contains(&("PGHOST".into(), "::1".into())));
+    }
+
+    #[test]
+    fn a_password_belongs_to_the_server_it_reaches_not_the_urls_host() {
+        let base = Conn::parse("postgres://u:pw@db.internal/db").unwrap();
+        let same = Conn::parse("postgres://u:x@db.internal/other?connect_timeout=5").unwrap();
+        assert!(base.same_server(&same));
+        for other in [
+            "postgres://u:x@db.internal/db?host=elsewhere.example",
+            "postgres://u:x@db.internal/db?sslmode=disable",
+            "postgres://u:x@db.internal:6543/db",
+            "postgres://v:x@db.internal/db",
+            "postgres://u:x@db2.internal/db",
+        ] {
+            assert!(!base.same_server(&Conn::parse(other).unwrap()), "{other}");
+        }
+    }
+
+    #[test]
+    fn backslash_commands_are_not_queries() {
+        assert!(is_meta_command("\\! id"));
+        assert!(is_meta_command("  \\copy t to '/tmp/x'"));
+        assert!(!is_meta_command("SELECT '\\!'"));
     }
 
     #[test]

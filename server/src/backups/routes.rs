@@ -49,7 +49,9 @@ pub async fn create_job(
     caller: Caller,
     ApiJson(input): ApiJson<JobInput>,
 ) -> Result<(StatusCode, Json<Job>)> {
-    caller.require(Scope::Write)?;
+    // A job decides where every byte of a database or volume is copied to
+    // (and whether in clear): as much power over the host as the firewall.
+    caller.require(Scope::Admin)?;
     let job = state.backups.create(input).await?;
     caller
         .audit(
@@ -98,7 +100,7 @@ pub async fn update_job(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<JobInput>,
 ) -> Result<Json<Job>> {
-    caller.require(Scope::Write)?;
+    caller.require(Scope::Admin)?;
     let job = state.backups.update(&id, input).await?;
     caller
         .audit(
@@ -266,10 +268,9 @@ pub async fn get_run(
 #[utoipa::path(post, path = "/backups/runs/{id}/restore", tag = "backups", request_body = RestoreRequest,
     params(("id" = String, Path, description = "run id")),
     responses((status = 202, body = Restore),
-              (status = 401, body = ErrorBody, description = "wrong password or TOTP code"),
               (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "the run has no archive (failed or pruned)"),
-              (status = 422, body = ErrorBody, description = "`field` names what is wrong")),
+              (status = 422, body = ErrorBody, description = "`field` names what is wrong: `password` or `totp_code` when they do not match")),
     security(("session" = []), ("bearer" = [])))]
 pub async fn restore(
     State(state): State<AppState>,
@@ -410,7 +411,7 @@ pub async fn get_key(State(state): State<AppState>, caller: Caller) -> Result<Js
 /// this host; with it, `age -d` opens an archive without berth.
 #[utoipa::path(post, path = "/backups/key", tag = "backups", request_body = Reauth,
     responses((status = 201, body = BackupKey),
-              (status = 401, body = ErrorBody, description = "wrong password or TOTP code")),
+              (status = 422, body = ErrorBody, description = "`password` or `totp_code` does not match")),
     security(("session" = []), ("bearer" = [])))]
 pub async fn new_key(
     State(state): State<AppState>,
