@@ -276,6 +276,7 @@ impl Backups {
         let destination = Destination::Volume {
             name: scratch.to_string(),
             original: false,
+            staging: None,
         };
         if let Err(e) = restore_into(self, job, &destination, self.plain(job, archive).await?).await
         {

@@ -8,7 +8,9 @@
 //! a source error becomes the reader's last item (the target aborts the
 //! upload); a target that stops reading makes the thread's next send fail.
 
+use std::cell::RefCell;
 use std::io::{self, Read, Write};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -200,6 +202,9 @@ fn encode_blocking(
         None => Sink::Plain(out),
     };
     let mut zstd = zstd::Encoder::new(sink, level)?;
+    // A checksum of the content in the frame: `zstd -d` (and berth)
+    // notice a damaged unencrypted archive even without its manifest.
+    zstd.include_checksum(true)?;
     let mut buf = vec![0u8; CHUNK];
     loop {
         let n = source.read(&mut buf).map_err(source_error)?;
@@ -227,19 +232,40 @@ fn source_error(e: io::Error) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
+/// Hashes what passes through a reader into a hasher the caller keeps
+/// (the reader itself disappears into the decryptor).
+struct Hashed<R> {
+    inner: R,
+    hasher: Rc<RefCell<Sha256>>,
+}
+
+impl<R: Read> Read for Hashed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.borrow_mut().update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// The inverse of `encode`: decrypts with whichever identity opens the
 /// archive, then decompresses. Errors (a wrong key, a truncated or altered
-/// archive) end the reader with an error, never with a clean end.
+/// archive) end the reader with an error, never with a clean end. With
+/// `sha256` (the manifest's), an archive whose stored bytes hash otherwise
+/// ends with an error too, in place of its last chunk: a restore reading
+/// it fails (in one transaction, so it changes nothing) instead of
+/// applying bytes that rotted at the target.
 pub fn decode(
     input: Reader,
     identities: Vec<x25519::Identity>,
     encrypted: bool,
+    sha256: Option<String>,
     progress: Arc<Progress>,
 ) -> Reader {
     let (tx, reader) = channel();
     let input = SyncIoBridge::new(input);
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = decode_blocking(input, identities, encrypted, tx.clone(), progress) {
+        let result = decode_blocking(input, identities, encrypted, sha256, tx.clone(), progress);
+        if let Err(e) = result {
             let _ = tx.blocking_send(Err(io::Error::other(format!("{e:#}"))));
         }
     });
@@ -250,13 +276,18 @@ fn decode_blocking(
     input: SyncIoBridge<Reader>,
     identities: Vec<x25519::Identity>,
     encrypted: bool,
+    sha256: Option<String>,
     tx: mpsc::Sender<io::Result<Bytes>>,
     progress: Arc<Progress>,
 ) -> anyhow::Result<()> {
-    let counted = Counted {
-        inner: input,
-        count: 0,
-        progress: progress.clone(),
+    let hasher = Rc::new(RefCell::new(Sha256::new()));
+    let counted = Hashed {
+        inner: Counted {
+            inner: input,
+            count: 0,
+            progress: progress.clone(),
+        },
+        hasher: hasher.clone(),
     };
     let plain: Box<dyn Read> = if encrypted {
         let decryptor =
@@ -281,6 +312,17 @@ fn decode_blocking(
             break;
         }
         out.write_all(&buf[..n])?;
+    }
+    // The stored bytes after the end of zstd's frame count too.
+    io::copy(&mut zstd.finish(), &mut io::sink())
+        .map_err(|e| anyhow::anyhow!("the archive is damaged or incomplete: {e}"))?;
+    if let Some(expected) = sha256 {
+        let seen = hex::encode(hasher.borrow_mut().finalize_reset());
+        if seen != expected {
+            anyhow::bail!(
+                "the archive's SHA-256 is {seen}, its manifest says {expected}: it was altered or damaged where it is stored"
+            );
+        }
     }
     out.finish()?;
     Ok(())
@@ -329,8 +371,9 @@ mod tests {
 
         let back = decode(
             reader(archive.clone()),
-            vec![identity],
+            vec![identity.clone()],
             true,
+            Some(digest.sha256.clone()),
             Arc::default(),
         );
         assert_eq!(read_all(back).await.unwrap(), data);
@@ -341,6 +384,7 @@ mod tests {
             reader(archive),
             vec![stranger],
             true,
+            None,
             Arc::default(),
         ))
         .await
@@ -386,6 +430,49 @@ mod tests {
             reader(archive),
             vec![identity],
             true,
+            None,
+            Arc::default(),
+        ))
+        .await;
+        assert!(r.is_err());
+    }
+
+    #[tokio::test]
+    async fn bytes_that_differ_from_the_manifest_end_the_stream_with_an_error() {
+        let data = sample(2 * CHUNK);
+        let (archive, done) = encode(reader(data.clone()), 3, None, Arc::default());
+        let archive = read_all(archive).await.unwrap();
+        let digest = done.await.unwrap().unwrap();
+        // The right bytes pass; the same bytes against another digest do not.
+        let back = decode(
+            reader(archive.clone()),
+            Vec::new(),
+            false,
+            Some(digest.sha256),
+            Arc::default(),
+        );
+        assert_eq!(read_all(back).await.unwrap(), data);
+        let other = hex::encode(Sha256::digest(b"something else"));
+        let e = read_all(decode(
+            reader(archive.clone()),
+            Vec::new(),
+            false,
+            Some(other),
+            Arc::default(),
+        ))
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("SHA-256"), "{e}");
+        // A flipped bit in an unencrypted archive: zstd's own checksum
+        // catches it even without a manifest.
+        let mut rotten = archive;
+        let middle = rotten.len() / 2;
+        rotten[middle] ^= 0x10;
+        let r = read_all(decode(
+            reader(rotten),
+            Vec::new(),
+            false,
+            None,
             Arc::default(),
         ))
         .await;

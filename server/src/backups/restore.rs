@@ -20,8 +20,18 @@ use crate::http::error::ApiError;
 /// Where an archive goes back to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
-    Database { name: String, original: bool },
-    Volume { name: String, original: bool },
+    Database {
+        name: String,
+        original: bool,
+    },
+    /// With `staging` (restores over the original): the archive is first
+    /// extracted into that new volume, and the original is overwritten
+    /// only from there.
+    Volume {
+        name: String,
+        original: bool,
+        staging: Option<String>,
+    },
     Directory(PathBuf),
 }
 
@@ -37,7 +47,12 @@ impl Destination {
             Destination::Volume {
                 name,
                 original: false,
+                ..
             } => Some(format!("volume:{name}")),
+            Destination::Volume {
+                staging: Some(staging),
+                ..
+            } => Some(format!("volume:{staging}")),
             Destination::Directory(p) => Some(format!("directory:{}", p.display())),
             _ => None,
         }
@@ -49,7 +64,7 @@ impl Destination {
                 "database {name}{}",
                 if *original { " (original)" } else { " (new)" }
             ),
-            Destination::Volume { name, original } => format!(
+            Destination::Volume { name, original, .. } => format!(
                 "volume {name}{}",
                 if *original { " (original)" } else { " (new)" }
             ),
@@ -64,6 +79,8 @@ pub(crate) struct Archive {
     pub object: String,
     pub size: i64,
     pub encrypted: bool,
+    /// The manifest's SHA-256 of the stored bytes (checked as they are read).
+    pub sha256: Option<String>,
 }
 
 impl Backups {
@@ -98,6 +115,7 @@ impl Backups {
                 object: row.get::<Option<String>, _>("object").unwrap_or_default(),
                 size: row.get("size"),
                 encrypted: row.get("encrypted"),
+                sha256: row.get("sha256"),
             },
         ))
     }
@@ -121,6 +139,7 @@ impl Backups {
             raw,
             identities,
             archive.encrypted,
+            archive.sha256.clone(),
             progress,
         ))
     }
@@ -253,6 +272,7 @@ impl Backups {
                     return Ok(Destination::Volume {
                         name: volume.clone(),
                         original,
+                        staging: Some(format!("berth-restore-{}", &restore_id[..8])),
                     });
                 }
                 let name = new_name()?;
@@ -263,7 +283,11 @@ impl Backups {
                         format!("volume `{name}` exists; pick a new name"),
                     ));
                 }
-                Ok(Destination::Volume { name, original })
+                Ok(Destination::Volume {
+                    name,
+                    original,
+                    staging: None,
+                })
             }
             Source::Berth => {
                 if original {
@@ -322,7 +346,31 @@ pub(crate) async fn restore_into(
             }
             result
         }
-        Destination::Volume { name, original } => {
+        Destination::Volume {
+            name,
+            staging: Some(staging),
+            ..
+        } => {
+            // The whole archive is read, checked (its SHA-256, zstd's
+            // checksum) and extracted before the live volume is touched: an
+            // archive that turns out damaged or a target that drops leaves
+            // the volume as it was. The copy that follows is local.
+            let docker = backups.ctx.docker()?;
+            let labels = [("berth.backup.staging".to_string(), job.name.clone())].into();
+            docker.create_volume(staging, labels).await?;
+            let result = match docker.volume_untar(staging, plain).await {
+                Ok(()) => match docker.volume_tar(staging).await {
+                    Ok(staged) => docker.volume_untar(name, staged).await,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e.context(format!(
+                    "the archive did not restore; volume {name} is unchanged"
+                ))),
+            };
+            backups.drop_scratch(job, staging).await;
+            result
+        }
+        Destination::Volume { name, original, .. } => {
             let docker = backups.ctx.docker()?;
             if !original {
                 let labels = [("berth.backup.restored-from".to_string(), job.name.clone())].into();

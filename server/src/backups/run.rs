@@ -217,8 +217,13 @@ impl Backups {
                 return self.fail(&job, &id, Some(store.as_ref()), &object, e).await;
             }
             // Recovery already failed this run (it started while berth was
-            // starting up); its verdict stands.
-            Ok(r) if r.rows_affected() == 0 => return,
+            // starting up); its verdict stands, and a failed run leaves
+            // nothing at the target.
+            Ok(r) if r.rows_affected() == 0 => {
+                let _ = store.delete(&object).await;
+                let _ = store.delete(&manifest_name(&object)).await;
+                return;
+            }
             Ok(_) => {}
         }
         log(format!(

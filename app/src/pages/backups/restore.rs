@@ -39,7 +39,7 @@ fn choices(source: &Source) -> Choices {
             what: "database",
         },
         Source::Volume { .. } => Choices {
-            original: "The original volume: its current files are replaced",
+            original: "The original volume: the archive's files replace the current ones (files added since stay; stop the app first)",
             new: "A new volume: nothing is replaced",
             name_label: Some("Name of the new volume"),
             what: "volume",
