@@ -14,14 +14,20 @@ use crate::pg_rig::Postgres;
 
 /// Completes setup; returns the CSRF token and the backup identity the
 /// wizard shows once.
-async fn setup(app: &TestApp) -> (String, String) {
+pub(crate) async fn setup(app: &TestApp) -> (String, String) {
     let answer = app.setup_answer().await;
     let identity = answer["backup_identity"].as_str().unwrap().to_string();
     assert!(identity.starts_with("AGE-SECRET-KEY-1"), "{identity}");
     (answer["csrf_token"].as_str().unwrap().to_string(), identity)
 }
 
-async fn ok(app: &TestApp, csrf: &str, method: Method, path: &str, body: Option<Value>) -> Value {
+pub(crate) async fn ok(
+    app: &TestApp,
+    csrf: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
     let r = app.send(method.clone(), path, csrf, body).await;
     let status = r.status();
     let text = r.text().await.unwrap();
@@ -34,7 +40,7 @@ async fn ok(app: &TestApp, csrf: &str, method: Method, path: &str, body: Option<
 }
 
 /// Polls a run, restore or drill until it is no longer `running`.
-async fn settle(app: &TestApp, path: &str) -> Value {
+pub(crate) async fn settle(app: &TestApp, path: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let v: Value = app.get(path).await.json().await.unwrap();
@@ -46,7 +52,7 @@ async fn settle(app: &TestApp, path: &str) -> Value {
     }
 }
 
-async fn run_now(app: &TestApp, csrf: &str, job: &str) -> Value {
+pub(crate) async fn run_now(app: &TestApp, csrf: &str, job: &str) -> Value {
     let r = app
         .post(&format!("/backups/jobs/{job}/run"), csrf, json!({}))
         .await;
@@ -58,7 +64,7 @@ async fn run_now(app: &TestApp, csrf: &str, job: &str) -> Value {
     settle(app, &format!("/backups/runs/{id}")).await
 }
 
-async fn drill_now(app: &TestApp, csrf: &str, job: &str) -> Value {
+pub(crate) async fn drill_now(app: &TestApp, csrf: &str, job: &str) -> Value {
     let r = app
         .post(&format!("/backups/jobs/{job}/drill"), csrf, json!({}))
         .await;
@@ -70,7 +76,7 @@ async fn drill_now(app: &TestApp, csrf: &str, job: &str) -> Value {
     settle(app, &format!("/backups/drills/{id}")).await
 }
 
-async fn restore(app: &TestApp, csrf: &str, run: &str, body: Value) -> Value {
+pub(crate) async fn restore(app: &TestApp, csrf: &str, run: &str, body: Value) -> Value {
     let r = app
         .post(&format!("/backups/runs/{run}/restore"), csrf, body)
         .await;
@@ -343,6 +349,22 @@ async fn a_failing_source_is_a_failed_run_with_nothing_stored_and_a_notification
         "name": "x", "source": { "kind": "berth" }, "target": { "kind": "local" }, "schedule": "61 * * * *",
     })).await;
     assert_eq!(error_of(r).await.1.as_deref(), Some("schedule"));
+    // psql runs a backslash command itself, on this host: `\!` is a shell.
+    let r = app.post("/backups/jobs", &csrf, json!({
+        "name": "x", "source": { "kind": "postgres", "dsn": pg.dsn("shop") }, "target": { "kind": "local" },
+        "drill": { "schedule": "0 5 * * 0", "query": " \\! touch /tmp/berth-pwned", "expected": "1" },
+    })).await;
+    assert_eq!(error_of(r).await.1.as_deref(), Some("drill.query"));
+    // A stored password goes only where it was given for: a `host`
+    // parameter that points elsewhere needs the password again.
+    let masked = format!(
+        "postgres://berth_test:********@127.0.0.1:{}/shop?host=elsewhere.example",
+        pg.port
+    );
+    let r = app.send(Method::PUT, "/backups/jobs/bad-pass", &csrf, Some(json!({
+        "name": "bad-pass", "source": { "kind": "postgres", "dsn": masked }, "target": { "kind": "local" },
+    }))).await;
+    assert_eq!(error_of(r).await.1.as_deref(), Some("source.dsn"));
     let jobs: Value = app.get("/backups/jobs").await.json().await.unwrap();
     assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1);
 }
@@ -400,6 +422,61 @@ async fn volume_backup_restores_into_a_new_volume_and_drills() {
     assert!(
         d.inspect_volume(&scratch_volume).await.is_err(),
         "{scratch_volume} remains"
+    );
+
+    // Over the original: the changed file comes back.
+    let show = "cat /v/a.txt; sha256sum /v/sub/big.bin | cut -c1-16";
+    let good = scratch.run_with_volume(image, &volume, "/v", show).await;
+    scratch
+        .run_with_volume(image, &volume, "/v", "echo changed > /v/a.txt")
+        .await;
+    let done = restore(
+        &app,
+        &csrf,
+        run["id"].as_str().unwrap(),
+        json!({ "to": "original", "confirm": "files", "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        scratch.run_with_volume(image, &volume, "/v", show).await,
+        good
+    );
+
+    // An archive damaged at the target: the restore fails before the
+    // volume is touched, and its staging volume goes too.
+    scratch
+        .run_with_volume(image, &volume, "/v", "echo changed again > /v/a.txt")
+        .await;
+    let changed = scratch.run_with_volume(image, &volume, "/v", show).await;
+    let path = app
+        .data_dir
+        .path()
+        .join("backups")
+        .join(run["object"].as_str().unwrap());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(b"rot");
+    std::fs::write(&path, &bytes).unwrap();
+    let done = restore(
+        &app,
+        &csrf,
+        run["id"].as_str().unwrap(),
+        json!({ "to": "original", "confirm": "files", "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert!(
+        done["error"].as_str().unwrap().contains("is unchanged"),
+        "{done}"
+    );
+    assert_eq!(
+        scratch.run_with_volume(image, &volume, "/v", show).await,
+        changed
+    );
+    let staging = format!("berth-restore-{}", &done["id"].as_str().unwrap()[..8]);
+    assert!(
+        d.inspect_volume(&staging).await.is_err(),
+        "{staging} remains"
     );
 }
 
@@ -467,6 +544,210 @@ async fn berth_backs_itself_up_and_the_copy_opens() {
         )
         .await;
     assert_eq!(error_of(r).await.1.as_deref(), Some("to"));
+}
+
+/// An archive altered where it is stored does not restore: the bytes read
+/// back hash otherwise than the manifest, so the restore fails and removes
+/// what it had started to create.
+#[tokio::test]
+async fn an_archive_altered_at_the_target_is_refused_on_restore() {
+    let app = spawn_app().await;
+    let (csrf, _) = setup(&app).await;
+    ok(
+        &app,
+        &csrf,
+        Method::POST,
+        "/backups/jobs",
+        Some(json!({
+            "name": "plain", "source": { "kind": "berth" }, "target": { "kind": "local" },
+            "encrypt": false,
+        })),
+    )
+    .await;
+    let run = run_now(&app, &csrf, "plain").await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    // Unencrypted, so nothing but the digests stands between rot and a restore.
+    let path = app
+        .data_dir
+        .path()
+        .join("backups")
+        .join(run["object"].as_str().unwrap());
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(!bytes.starts_with(b"age-encryption.org/v1"));
+    // A zstd skippable frame after the data: every decoder passes over
+    // it, so the content still decodes cleanly; only the manifest's
+    // SHA-256 tells the archive is not what was stored.
+    bytes.extend_from_slice(&[0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4]);
+    std::fs::write(&path, &bytes).unwrap();
+    let done = restore(
+        &app,
+        &csrf,
+        run["id"].as_str().unwrap(),
+        json!({ "to": "new", "confirm": "plain", "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(done["status"], "failed", "{done}");
+    let error = done["error"].as_str().unwrap();
+    assert!(error.contains("SHA-256"), "{error}");
+    let restores = app.data_dir.path().join("restores");
+    let left: Vec<_> = std::fs::read_dir(&restores)
+        .map(|d| d.collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// A dump waiting on a lock keeps its run going: a second start is refused
+/// and a scheduled start skipped. The password is in pg_dump's environment,
+/// not its argv. Killing pg_dump fails the run, leaves nothing at the
+/// target, notifies; and the job runs again once the lock is gone.
+#[tokio::test]
+async fn a_running_dump_holds_its_job_and_a_killed_dump_fails_the_run() {
+    let pg = Postgres::start();
+    pg.shop("shop", 100);
+    let app = spawn_app().await;
+    let (csrf, _) = setup(&app).await;
+    let (inbox, hook) = Inbox::start().await;
+    ok(&app, &csrf, Method::POST, "/notifications/channels", Some(json!({
+        "name": "ops", "config": { "kind": "webhook", "url": format!("http://{hook}/hook") }, "allow_internal": true,
+    }))).await;
+    let job = ok(
+        &app,
+        &csrf,
+        Method::POST,
+        "/backups/jobs",
+        Some(json!({
+            "name": "locked", "source": { "kind": "postgres", "dsn": pg.dsn("shop") },
+            "target": { "kind": "local" }, "schedule": "0 * * * *",
+        })),
+    )
+    .await;
+
+    let lock = pg.lock("shop", "orders");
+    let r = app.post("/backups/jobs/locked/run", &csrf, json!({})).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let run_id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // pg_dump is connected and waiting for the table.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pg.sql(
+        "shop",
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump' AND wait_event_type = 'Lock'",
+    ) != "1"
+    {
+        assert!(Instant::now() < deadline, "pg_dump did not start waiting");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dump = pg_dump_of(pg.port).expect("berth's pg_dump process");
+    let argv = std::fs::read(format!("/proc/{dump}/cmdline")).unwrap();
+    let environ = std::fs::read(format!("/proc/{dump}/environ")).unwrap();
+    let has = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        !has(&argv, crate::pg_rig::PASSWORD.as_bytes()),
+        "password in argv"
+    );
+    assert!(!has(&argv, b"pg%20test"), "password in argv");
+    assert!(has(
+        &environ,
+        format!("PGPASSWORD={}", crate::pg_rig::PASSWORD).as_bytes()
+    ));
+
+    // One run per job: a second start is refused while this one goes.
+    let r = app.post("/backups/jobs/locked/run", &csrf, json!({})).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    // A scheduled start that comes now is skipped, not queued.
+    let next = job["next_runs"][0]
+        .as_str()
+        .unwrap()
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .as_second();
+    let clock = app.state.backups.clock.clone();
+    clock.advance(next - clock.now() + 1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let through: i64 =
+            sqlx::query_scalar("SELECT scheduled_through FROM backup_jobs WHERE name = 'locked'")
+                .fetch_one(&app.state.backups.db)
+                .await
+                .unwrap();
+        if through >= next {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scheduler did not reach the start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let runs: Value = app
+        .get("/backups/runs?job=locked")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs}");
+
+    // The source dies mid-run.
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &dump.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let run = settle(&app, &format!("/backups/runs/{run_id}")).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let error = run["error"].as_str().unwrap();
+    assert!(error.contains("pg_dump was killed"), "{error}");
+    assert!(
+        run["object"].is_null()
+            || !app
+                .data_dir
+                .path()
+                .join("backups")
+                .join(run["object"].as_str().unwrap())
+                .exists()
+    );
+    let dir = app.data_dir.path().join("backups").join("locked");
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !inbox
+        .events()
+        .iter()
+        .any(|e| e["event"] == "backup.failed" && e["details"]["run"] == run_id.as_str())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no notification: {:?}",
+            inbox.events()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Nothing is wedged: without the lock, the job runs to success.
+    drop(lock);
+    let run = run_now(&app, &csrf, "locked").await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+}
+
+/// The pid of a `pg_dump` connecting to `port` (its environment says so).
+fn pg_dump_of(port: u16) -> Option<u32> {
+    let wanted = format!("PGPORT={port}");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        if comm.trim() != "pg_dump" {
+            return None;
+        }
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        environ
+            .split(|b| *b == 0)
+            .any(|v| v == wanted.as_bytes())
+            .then_some(pid)
+    })
 }
 
 /// A full disk: the run fails, nothing half-written stays, and retention
@@ -673,16 +954,61 @@ async fn schedules_start_runs_and_retention_prunes_what_the_preview_said() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
+}
 
-    // One run per job at a time.
-    let first = app.post("/backups/jobs/hourly/run", &csrf, json!({})).await;
-    let second = app.post("/backups/jobs/hourly/run", &csrf, json!({})).await;
-    let statuses = [first.status(), second.status()];
-    assert!(statuses.contains(&StatusCode::ACCEPTED), "{statuses:?}");
-    // The second either found the first still going (409) or started after it ended.
-    assert!(statuses
-        .iter()
-        .all(|s| *s == StatusCode::ACCEPTED || *s == StatusCode::CONFLICT));
+/// Defining where data goes is the admin's: a write token may run a job,
+/// not point one elsewhere.
+#[tokio::test]
+async fn jobs_are_defined_with_the_admin_scope_and_run_with_write() {
+    let app = spawn_app().await;
+    let (csrf, _) = setup(&app).await;
+    let (_, write) = app.create_token(&csrf, &["write"]).await;
+    let job =
+        json!({ "name": "self", "source": { "kind": "berth" }, "target": { "kind": "local" } });
+    let r = crate::helpers::client()
+        .post(app.api("/backups/jobs"))
+        .bearer_auth(&write)
+        .json(&job)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_of(r).await.0, "insufficient_scope");
+    let jobs: Value = app.get("/backups/jobs").await.json().await.unwrap();
+    assert!(jobs["jobs"].as_array().unwrap().is_empty());
+    ok(
+        &app,
+        &csrf,
+        Method::POST,
+        "/backups/jobs",
+        Some(job.clone()),
+    )
+    .await;
+    let mut elsewhere = job;
+    elsewhere["target"]["path"] = json!("/srv/www");
+    let r = crate::helpers::client()
+        .put(app.api("/backups/jobs/self"))
+        .bearer_auth(&write)
+        .json(&elsewhere)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = crate::helpers::client()
+        .post(app.api("/backups/jobs/self/run"))
+        .bearer_auth(&write)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = settle(&app, &format!("/backups/runs/{id}")).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let stored: Value = app.get("/backups/jobs/self").await.json().await.unwrap();
+    assert!(stored["target"]["path"].is_null(), "{stored}");
 }
 
 #[tokio::test]

@@ -150,6 +150,37 @@ impl Postgres {
         }
     }
 
+    /// Holds an exclusive lock on `table` in an open transaction until the
+    /// guard drops: anything that reads the table, a `pg_dump` included,
+    /// waits meanwhile.
+    pub fn lock(&self, database: &str, table: &str) -> Locked {
+        use std::io::Write;
+        let mut child = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", USER, "-d", database, "-X", "-q"])
+            .env("PGPASSWORD", PASSWORD)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;").unwrap();
+        let locked = Locked {
+            child,
+            _stdin: stdin,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.sql(
+            database,
+            &format!("SELECT count(*) FROM pg_locks WHERE relation = '{table}'::regclass AND mode = 'AccessExclusiveLock' AND granted"),
+        ) != "1"
+        {
+            assert!(Instant::now() < deadline, "the lock was not taken");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        locked
+    }
+
     /// Runs SQL; panics with the server's message on error.
     pub fn sql(&self, database: &str, sql: &str) -> String {
         self.try_sql(database, sql)
@@ -204,5 +235,18 @@ impl Drop for Postgres {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+    }
+}
+
+/// A session holding a lock; killing it ends the transaction.
+pub struct Locked {
+    child: std::process::Child,
+    _stdin: std::process::ChildStdin,
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -14,6 +14,12 @@ use tokio::io::AsyncRead;
 pub mod local;
 pub mod s3;
 pub mod sftp;
+/// The real SFTP and S3 servers these targets are tested against, shared
+/// with the API tests.
+#[cfg(test)]
+#[path = "../../../tests/api/offhost_rig.rs"]
+#[allow(dead_code)]
+mod test_rig;
 
 pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
 

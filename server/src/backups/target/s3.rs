@@ -967,9 +967,8 @@ fn sign(
 
 #[cfg(test)]
 mod tests {
-    use std::io::{BufRead, BufReader, Cursor};
+    use std::io::Cursor;
     use std::pin::Pin;
-    use std::process::{Child, Command, Stdio};
     use std::task::Poll;
 
     use rand::RngCore;
@@ -977,89 +976,11 @@ mod tests {
 
     use super::*;
 
-    /// Starts moto's S3 on a free loopback port with signature checking on:
-    /// an IAM user with an access key and S3 rights, and the buckets named
-    /// on the command line. Prints the endpoint and key as one JSON line,
-    /// then runs until its standard input closes.
-    const MOTO: &str = r#"
-import json, sys
-from moto.server import ThreadedMotoServer
-import boto3, requests
-import botocore.auth
-from urllib.parse import quote, unquote
-
-# moto checks a signature by rebuilding the request from werkzeug's URL,
-# in which %2F in the query has turned into '/', so even boto3's listings
-# under a prefix fail. Canonicalise the query as SigV4 (and AWS) does.
-def spec_query(self, parts):
-    pairs = sorted(
-        (quote(unquote(k), safe="-_.~"), quote(unquote(v), safe="-_.~"))
-        for k, _, v in (p.partition("=") for p in parts.query.split("&") if p))
-    return "&".join(f"{k}={v}" for k, v in pairs)
-botocore.auth.SigV4Auth._canonical_query_string_url = spec_query
-
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-host, port = server.get_host_and_port()
-url = f"http://{host}:{port}"
-anon = dict(endpoint_url=url, region_name="us-east-1",
-            aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
-iam = boto3.client("iam", **anon)
-iam.create_user(UserName="berth")
-iam.put_user_policy(UserName="berth", PolicyName="s3", PolicyDocument=json.dumps({
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
-key = iam.create_access_key(UserName="berth")["AccessKey"]
-for bucket in sys.argv[1:]:
-    boto3.client("s3", **anon).create_bucket(Bucket=bucket)
-# From here on every request must be signed with the user's key.
-requests.post(f"{url}/moto-api/reset-auth", data=b"0").raise_for_status()
-print(json.dumps({"endpoint": url, "access_key": key["AccessKeyId"],
-                  "secret_key": key["SecretAccessKey"]}), flush=True)
-sys.stdin.read()
-"#;
+    use crate::backups::target::test_rig::Moto;
 
     const BUCKET: &str = "berth-backups";
 
-    struct Moto {
-        child: Child,
-        endpoint: String,
-        access_key: String,
-        secret_key: String,
-    }
-
-    impl Drop for Moto {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
     impl Moto {
-        fn start() -> Moto {
-            let mut child = Command::new("python3")
-                .args(["-c", MOTO, BUCKET])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("python3 runs (scripts/install-deps.sh --test installs moto)");
-            let mut line = String::new();
-            let read = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
-            if read.is_err() || line.trim().is_empty() {
-                let _ = child.kill();
-                panic!("moto did not start: run scripts/install-deps.sh --test");
-            }
-            let info: serde_json::Value = serde_json::from_str(&line).unwrap();
-            let field = |name: &str| info[name].as_str().unwrap().to_string();
-            Moto {
-                endpoint: field("endpoint"),
-                access_key: field("access_key"),
-                secret_key: field("secret_key"),
-                child,
-            }
-        }
-
         fn config(&self, prefix: &str) -> S3Config {
             S3Config {
                 endpoint: self.endpoint.clone(),
@@ -1115,7 +1036,7 @@ sys.stdin.read()
 
     #[tokio::test]
     async fn multipart_upload_round_trips_and_deletes() {
-        let moto = Moto::start();
+        let moto = Moto::start(BUCKET);
         let s3 = moto.store("berth/");
         let data = random(20 * 1024 * 1024 + 12_345);
         let stored = s3
@@ -1170,7 +1091,7 @@ sys.stdin.read()
 
     #[tokio::test]
     async fn small_exact_and_empty_bodies() {
-        let moto = Moto::start();
+        let moto = Moto::start(BUCKET);
         let s3 = moto.store("");
 
         let small = random(1000);
@@ -1219,7 +1140,7 @@ sys.stdin.read()
 
     #[tokio::test]
     async fn a_reader_failing_midway_leaves_nothing() {
-        let moto = Moto::start();
+        let moto = Moto::start(BUCKET);
         let s3 = moto.store("berth/");
         let body: Reader = Box::pin(FailsAfter {
             left: 11 * 1024 * 1024,
@@ -1236,7 +1157,7 @@ sys.stdin.read()
 
     #[tokio::test]
     async fn sweep_aborts_unfinished_uploads_under_the_prefix() {
-        let moto = Moto::start();
+        let moto = Moto::start(BUCKET);
         let s3 = moto.store("berth/");
         let upload = s3.create_multipart("berth/a/killed").await.unwrap();
         s3.upload_part("berth/a/killed", &upload, 1, Bytes::from(random(1000)))
@@ -1259,7 +1180,7 @@ sys.stdin.read()
 
     #[tokio::test]
     async fn a_wrong_secret_is_refused_in_words_without_the_secret() {
-        let moto = Moto::start();
+        let moto = Moto::start(BUCKET);
         let secret = "Wr0ngSecretThatMustNotBePrinted";
         let s3 = S3::new(S3Config {
             secret_key: secret.into(),

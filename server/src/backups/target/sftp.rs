@@ -855,31 +855,14 @@ mod tests {
 
     use std::io::Cursor;
     use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, Stdio};
+    use std::process::Command;
 
     use sha2::{Digest, Sha256};
     use tokio::io::AsyncReadExt;
 
     use super::*;
 
-    const SSHD: &str = "/usr/sbin/sshd";
-
-    struct Sshd {
-        child: Child,
-        port: u16,
-        dir: tempfile::TempDir,
-        user: String,
-    }
-
-    fn keygen(path: &Path) {
-        let status = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "berth-test", "-f"])
-            .arg(path)
-            .stdin(Stdio::null())
-            .status()
-            .expect("run ssh-keygen (openssh-client)");
-        assert!(status.success(), "ssh-keygen failed for {}", path.display());
-    }
+    use crate::backups::target::test_rig::Sshd;
 
     /// `SHA256:…` as OpenSSH itself prints it, to check our fingerprints
     /// against an independent implementation.
@@ -904,83 +887,6 @@ mod tests {
     }
 
     impl Sshd {
-        fn start() -> Sshd {
-            assert!(
-                Path::new(SSHD).exists(),
-                "{SSHD} is missing: install openssh-server (scripts/install-deps.sh --test)"
-            );
-            // The privilege separation directory sshd insists on.
-            std::fs::create_dir_all("/run/sshd").expect("create /run/sshd");
-            let dir = tempfile::tempdir().unwrap();
-            let d = dir.path();
-            keygen(&d.join("host_key"));
-            keygen(&d.join("client_key"));
-            keygen(&d.join("other_key"));
-            std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
-            std::fs::create_dir(d.join("served")).unwrap();
-            let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
-                .unwrap()
-                .trim()
-                .to_owned();
-            let port = free_port();
-            let config = format!(
-                "Port {port}\n\
-                 ListenAddress 127.0.0.1\n\
-                 HostKey {dir}/host_key\n\
-                 PidFile none\n\
-                 UsePAM no\n\
-                 PermitRootLogin prohibit-password\n\
-                 AuthorizedKeysFile {dir}/authorized_keys\n\
-                 StrictModes no\n\
-                 PasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\n\
-                 Subsystem sftp internal-sftp\n\
-                 LogLevel VERBOSE\n",
-                dir = d.display()
-            );
-            std::fs::write(d.join("sshd_config"), config).unwrap();
-            let log = std::fs::File::create(d.join("sshd.log")).unwrap();
-            let mut child = Command::new(SSHD)
-                .arg("-D")
-                .arg("-e")
-                .arg("-f")
-                .arg(d.join("sshd_config"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("start sshd");
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            loop {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    break;
-                }
-                if let Some(status) = child.try_wait().unwrap() {
-                    let log = std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default();
-                    panic!("sshd exited with {status}:\n{log}");
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "sshd did not listen on {port}"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Sshd {
-                child,
-                port,
-                dir,
-                user,
-            }
-        }
-
-        fn path(&self, name: &str) -> PathBuf {
-            self.dir.path().join(name)
-        }
-
-        fn read(&self, name: &str) -> String {
-            std::fs::read_to_string(self.path(name)).unwrap()
-        }
-
         /// The base directory the store writes under; not created yet, so
         /// every test also checks that `put` creates it.
         fn base(&self) -> PathBuf {
@@ -1003,13 +909,6 @@ mod tests {
         fn store(&self) -> Sftp {
             let auth = SftpAuth::PrivateKey(self.read("client_key"));
             Sftp::new(self.config(auth, Some(self.read("host_key.pub"))))
-        }
-    }
-
-    impl Drop for Sshd {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 
@@ -1077,7 +976,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn put_stat_list_open_roundtrip() {
-        let sshd = Sshd::start();
+        let sshd = Sshd::start(free_port());
         let store = sshd.store();
         let name = "job-a/2026-01-02T03-04-05Z-1.dump.zst.age";
         // ~20 MiB, odd so the last write is a short one.
@@ -1153,7 +1052,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn failing_body_leaves_nothing() {
-        let sshd = Sshd::start();
+        let sshd = Sshd::start(free_port());
         let store = sshd.store();
         let name = "job-b/broken.dump";
         let body = FailingReader {
@@ -1171,7 +1070,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sweep_removes_partials_of_killed_uploads() {
-        let sshd = Sshd::start();
+        let sshd = Sshd::start(free_port());
         let store = sshd.store();
         let job = sshd.base().join("job-c");
         std::fs::create_dir_all(&job).unwrap();
@@ -1197,7 +1096,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn host_keys_are_pinned_and_fetched() {
-        let sshd = Sshd::start();
+        let sshd = Sshd::start(free_port());
         let real = sshd.read("host_key.pub");
 
         let fetched = fetch_host_key("127.0.0.1", sshd.port).await.unwrap();
@@ -1241,7 +1140,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn refused_credentials_are_reported_without_secrets() {
-        let sshd = Sshd::start();
+        let sshd = Sshd::start(free_port());
         let host_key = Some(sshd.read("host_key.pub"));
 
         let other = sshd.read("other_key");
