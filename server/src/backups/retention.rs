@@ -20,6 +20,9 @@ pub struct Archive {
     pub run_id: String,
     /// Unix seconds.
     pub started_at: i64,
+    /// The order runs were started in (the row's insertion order): which
+    /// of two archives of the same second is newer.
+    pub seq: i64,
     pub verified: bool,
     pub drilled: bool,
     /// A restore or drill is reading it right now.
@@ -39,7 +42,7 @@ pub fn decide(archives: &[Archive], policy: &Retention, tz: &TimeZone) -> Decisi
     sorted.sort_by(|a, b| {
         b.started_at
             .cmp(&a.started_at)
-            .then_with(|| b.run_id.cmp(&a.run_id))
+            .then_with(|| b.seq.cmp(&a.seq))
     });
     let mut reasons: BTreeMap<&str, Vec<&'static str>> = BTreeMap::new();
     let everything =
@@ -110,9 +113,11 @@ mod tests {
     use super::*;
 
     fn archive(id: &str, iso: &str, verified: bool) -> Archive {
+        let started_at = iso.parse::<Timestamp>().unwrap().as_second();
         Archive {
             run_id: id.into(),
-            started_at: iso.parse::<Timestamp>().unwrap().as_second(),
+            started_at,
+            seq: started_at,
             verified,
             drilled: false,
             in_use: false,
@@ -136,6 +141,7 @@ mod tests {
             .map(|i| Archive {
                 run_id: format!("r{i:02}"),
                 started_at: start.as_second() + i * 86_400,
+                seq: i,
                 verified: true,
                 drilled: false,
                 in_use: false,
@@ -202,6 +208,22 @@ mod tests {
             &TimeZone::get("Europe/Berlin").unwrap(),
         );
         assert_eq!(berlin.delete, vec!["b".to_string()]);
+    }
+
+    #[test]
+    fn of_two_archives_in_one_second_the_later_started_is_newer() {
+        // Run ids are random: the later one may sort first by name.
+        let older = Archive {
+            seq: 1,
+            ..archive("ffff", "2026-11-29T03:00:00Z", true)
+        };
+        let newer = Archive {
+            seq: 2,
+            ..archive("0000", "2026-11-29T03:00:00Z", true)
+        };
+        let d = decide(&[older, newer], &policy(1, 0, 0, 0), &TimeZone::UTC);
+        assert_eq!(d.delete, vec!["ffff".to_string()]);
+        assert_eq!(d.keep[0].0, "0000");
     }
 
     #[test]

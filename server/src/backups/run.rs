@@ -413,7 +413,7 @@ pub async fn retention_decision(
     job: &StoredJob,
 ) -> Result<(Decision, HashMap<String, (i64, i64)>), ApiError> {
     let rows = sqlx::query(
-        "SELECT r.id, r.started_at, r.size, r.verified, \
+        "SELECT r.id, r.rowid AS seq, r.started_at, r.size, r.verified, \
          EXISTS (SELECT 1 FROM backup_drills d WHERE d.run_id = r.id AND d.status = 'passed') AS drilled, \
          EXISTS (SELECT 1 FROM backup_drills d WHERE d.run_id = r.id AND d.status = 'running') \
            OR EXISTS (SELECT 1 FROM backup_restores x WHERE x.run_id = r.id AND x.status = 'running') AS in_use \
@@ -432,6 +432,7 @@ pub async fn retention_decision(
             Archive {
                 run_id: id,
                 started_at: r.get("started_at"),
+                seq: r.get("seq"),
                 verified: r.get("verified"),
                 drilled: r.get("drilled"),
                 in_use: r.get("in_use"),

@@ -480,6 +480,23 @@ async fn volume_backup_restores_into_a_new_volume_and_drills() {
     );
 }
 
+/// What a restore of berth's store into a new directory gives: the
+/// directory, whose `berth.db` must name the admin.
+pub(crate) async fn restored_admin(done: &Value) -> String {
+    let dir = done["destination"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("directory ")
+        .to_string();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{dir}/berth.db?mode=ro"))
+        .await
+        .unwrap();
+    sqlx::query_scalar("SELECT username FROM admin")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+}
+
 /// berth's own store: a consistent copy that opens and checks out.
 #[tokio::test]
 async fn berth_backs_itself_up_and_the_copy_opens() {
@@ -517,19 +534,14 @@ async fn berth_backs_itself_up_and_the_copy_opens() {
     )
     .await;
     assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(restored_admin(&done).await, USERNAME);
     let dir = done["destination"]
         .as_str()
         .unwrap()
-        .trim_start_matches("directory ")
-        .to_string();
+        .trim_start_matches("directory ");
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{dir}/berth.db?mode=ro"))
         .await
         .unwrap();
-    let admin: String = sqlx::query_scalar("SELECT username FROM admin")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(admin, USERNAME);
     let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM backup_jobs")
         .fetch_one(&pool)
         .await

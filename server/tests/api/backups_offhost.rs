@@ -8,27 +8,10 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::backups::{drill_now, ok, restore, run_now, setup};
+use crate::backups::{drill_now, ok, restore, restored_admin, run_now, setup};
 use crate::helpers::{error_of, spawn_app, PASSWORD};
 use crate::offhost_rig::{Moto, Sshd};
 use crate::ports::free_port;
-
-/// What a restore of berth's store into a new directory gives: the
-/// directory, whose `berth.db` must name the admin.
-async fn restored_admin(done: &Value) -> String {
-    let dir = done["destination"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("directory ")
-        .to_string();
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{dir}/berth.db?mode=ro"))
-        .await
-        .unwrap();
-    sqlx::query_scalar("SELECT username FROM admin")
-        .fetch_one(&pool)
-        .await
-        .unwrap()
-}
 
 #[tokio::test]
 async fn sftp_target_stores_verifies_restores_and_drills() {
