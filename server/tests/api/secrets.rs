@@ -107,11 +107,14 @@ impl Rig {
             let r = self
                 .send(Method::GET, &format!("/apps/{name}/logs?tail=50"), None)
                 .await;
-            // Mid-redeploy the container being removed answers 409: ask again.
-            if r.status() == StatusCode::CONFLICT {
+            // Mid-redeploy the container being removed answers 409, or
+            // 404 between the old one and the new, or the engine's error for
+            // a container it just removed: ask again.
+            if !r.status().is_success() {
+                let status = r.status();
                 assert!(
                     Instant::now() < deadline,
-                    "{name}: {}",
+                    "{name}: {status} {}",
                     r.text().await.unwrap()
                 );
                 tokio::time::sleep(Duration::from_millis(100)).await;
