@@ -121,6 +121,10 @@ async fn postgres_backup_is_encrypted_restores_exactly_and_drills() {
     let before = pg.fingerprint("shop");
     let app = spawn_app().await;
     let (csrf, identity) = setup(&app).await;
+    let (inbox, hook) = Inbox::start().await;
+    ok(&app, &csrf, Method::POST, "/notifications/channels", Some(json!({
+        "name": "ops", "config": { "kind": "webhook", "url": format!("http://{hook}/hook") }, "allow_internal": true,
+    }))).await;
 
     let job = ok(&app, &csrf, Method::POST, "/backups/jobs", Some(json!({
         "name": "shop-db",
@@ -289,6 +293,26 @@ async fn postgres_backup_is_encrypted_restores_exactly_and_drills() {
     );
     let job: Value = app.get("/backups/jobs/shop-db").await.json().await.unwrap();
     assert_eq!(job["last_drill"]["status"], "failed");
+    // A failed drill notifies; the passed one before it did not.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !inbox
+        .events()
+        .iter()
+        .any(|e| e["event"] == "backup.drill_failed")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no notification: {:?}",
+            inbox.events()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let drill_notices = inbox
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "backup.drill_failed")
+        .count();
+    assert_eq!(drill_notices, 1);
     assert_ne!(job["last_verified_restore"]["id"], drill["id"]);
 
     // The job kept its password through the update (sent back masked).
