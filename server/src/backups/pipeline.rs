@@ -11,16 +11,16 @@
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use age::x25519;
 use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt;
 use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 
 use super::target::Reader;
@@ -176,7 +176,7 @@ pub fn encode(
 ) -> (Reader, JoinHandle<anyhow::Result<Digest>>) {
     let (tx, reader) = channel();
     // The bridge needs the runtime's handle: made here, used on the thread.
-    let input = SyncIoBridge::new(read_ahead(input));
+    let input = SyncIoBridge::new(read_ahead(input, tx.clone()));
     let handle = tokio::task::spawn_blocking(move || {
         let result = encode_blocking(input, level, recipient, tx.clone(), progress);
         if let Err(e) = &result {
@@ -192,20 +192,43 @@ pub fn encode(
 /// source writing into a pipe (pg_dump's 64 KiB stdout) otherwise stalls
 /// whenever the encoder is busy compressing what it read last, so the two
 /// take turns instead of running side by side. Errors arrive in order, after
-/// the bytes before them; once the encoder is gone the task stops reading
-/// and drops the source.
-fn read_ahead(input: Reader) -> Reader {
+/// the bytes before them.
+///
+/// The stream ends cleanly only when the source did: if the task dies (a
+/// panic in the source) its end is an error, never a shorter archive. Once
+/// the target has hung up (`archive` closed: the upload failed, or the run
+/// was abandoned) the task stops waiting on the source and drops it, which
+/// kills a `pg_dump` still waiting for a lock or a slow server.
+fn read_ahead(input: Reader, archive: mpsc::Sender<io::Result<Bytes>>) -> Reader {
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(READ_AHEAD);
+    let ended = Arc::new(AtomicBool::new(false));
+    let clean = ended.clone();
     tokio::spawn(async move {
         let mut chunks = ReaderStream::with_capacity(input, READ_SIZE);
-        while let Some(chunk) = chunks.next().await {
+        loop {
+            let chunk = tokio::select! {
+                _ = archive.closed() => return,
+                chunk = chunks.next() => chunk,
+            };
+            let Some(chunk) = chunk else {
+                clean.store(true, Ordering::Release);
+                return;
+            };
             let failed = chunk.is_err();
             if tx.send(chunk).await.is_err() || failed {
-                break;
+                return;
             }
         }
     });
-    Box::pin(StreamReader::new(ReceiverStream::new(rx)))
+    let end = futures::stream::once(async move {
+        (!ended.load(Ordering::Acquire)).then(|| {
+            Err(io::Error::other(
+                "reading the source stopped before its end",
+            ))
+        })
+    })
+    .filter_map(|item| async move { item });
+    Box::pin(StreamReader::new(ReceiverStream::new(rx).chain(end)))
 }
 
 fn encode_blocking(
@@ -513,6 +536,68 @@ mod tests {
         ))
         .await;
         assert!(r.is_err());
+    }
+
+    /// Yields `data`, then either panics or waits for ever; records being dropped.
+    struct Source {
+        data: Option<Vec<u8>>,
+        panic: bool,
+        dropped: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl tokio::io::AsyncRead for Source {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            if let Some(data) = self.data.take() {
+                buf.put_slice(&data);
+                return std::task::Poll::Ready(Ok(()));
+            }
+            if self.panic {
+                panic!("the source broke");
+            }
+            std::task::Poll::Pending
+        }
+    }
+
+    impl Drop for Source {
+        fn drop(&mut self) {
+            self.dropped.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_source_that_dies_is_an_error_not_a_shorter_archive() {
+        let source = Source {
+            data: Some(sample(1000)),
+            panic: true,
+            dropped: Arc::default(),
+        };
+        let (archive, done) = encode(Box::pin(source), 3, None, Arc::default());
+        let e = read_all(archive).await.unwrap_err();
+        assert!(e.to_string().contains("before its end"), "{e}");
+        assert!(done.await.unwrap().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_target_that_hangs_up_stops_a_silent_source() {
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let source = Source {
+            data: Some(sample(1000)),
+            panic: false,
+            dropped: dropped.clone(),
+        };
+        let (archive, _done) = encode(Box::pin(source), 3, None, Arc::default());
+        // The source sends a little, then nothing more: the target gives up.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        drop(archive);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !dropped.load(Ordering::SeqCst) {
+            assert!(std::time::Instant::now() < deadline, "the source lives on");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     #[tokio::test]

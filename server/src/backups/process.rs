@@ -119,19 +119,33 @@ pub async fn write(mut cmd: Command, program: &str, mut input: Reader) -> anyhow
     let status = status?;
     let stderr = stderr.await.unwrap_or_default();
     let stdout = stdout.await.unwrap_or_default();
-    // A broken pipe means the program stopped reading: its own error says why.
-    if !status.success() {
-        return Err(failure(program, status, &stderr));
-    }
+    let broken_pipe = |e: &std::io::Error| e.kind() == std::io::ErrorKind::BrokenPipe;
     match fed {
+        // The input failed (a damaged archive, a target that dropped): the
+        // program then saw a cut-off input, and that is the cause to tell.
+        Err(e) if !broken_pipe(&e) => {
+            let after = if status.success() {
+                String::new()
+            } else {
+                format!("; then {:#}", failure(program, status, &stderr))
+            };
+            anyhow::bail!("reading the input for {program} failed: {e}{after}")
+        }
+        // A broken pipe means the program stopped reading: its own error says why.
+        _ if !status.success() => Err(failure(program, status, &stderr)),
         // A program that succeeded without reading all of its input did
         // not need the rest (`pg_restore --list` stops after the table of
-        // contents).
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        Err(e) => anyhow::bail!("feeding {program} failed: {e}"),
-        Ok(_) => {}
+        // contents), but the rest is read anyway: an input that ends in an
+        // error (a SHA-256 that differs from the manifest) is a failure
+        // even so.
+        Err(_) => {
+            tokio::io::copy(&mut input, &mut tokio::io::sink())
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the input for {program} failed: {e}"))?;
+            Ok(stdout)
+        }
+        Ok(_) => Ok(stdout),
     }
-    Ok(stdout)
 }
 
 /// Runs the program and returns its stdout (at most 1 MiB).

@@ -314,6 +314,28 @@ impl Backups {
         restore_id: &str,
         progress: Arc<pipeline::Progress>,
     ) -> anyhow::Result<()> {
+        let original = matches!(
+            destination,
+            Destination::Database { original: true, .. }
+                | Destination::Volume { original: true, .. }
+        );
+        if original {
+            // pg_restore commits once it has read the entries it needs,
+            // which may be before the end of the archive where the SHA-256
+            // check sits: over the original, the archive is checked whole
+            // before anything is applied.
+            self.check_stored(job, archive).await?;
+            log_line(
+                &self.db,
+                "backup_restores",
+                restore_id,
+                &format!(
+                    "checked {}: {} bytes, SHA-256 as in the manifest",
+                    archive.object, archive.size
+                ),
+            )
+            .await;
+        }
         log_line(
             &self.db,
             "backup_restores",
@@ -323,6 +345,38 @@ impl Backups {
         .await;
         let plain = self.open_archive(job, archive, progress).await?;
         restore_into(self, job, destination, plain).await
+    }
+
+    /// Reads the stored archive to its end and compares its size and
+    /// SHA-256 with the manifest, applying nothing.
+    async fn check_stored(&self, job: &StoredJob, archive: &Archive) -> anyhow::Result<()> {
+        use sha2::Digest as _;
+        use tokio::io::AsyncReadExt;
+        let store = sources::store(job, &self.ctx.data_dir)?;
+        let mut raw = store.open(&archive.object).await?;
+        let mut hasher = sha2::Sha256::new();
+        let mut size = 0u64;
+        let mut buf = vec![0u8; pipeline::CHUNK];
+        loop {
+            let n = raw
+                .read(&mut buf)
+                .await
+                .map_err(|e| anyhow::anyhow!("reading {} failed: {e}", archive.object))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        let seen = hex::encode(hasher.finalize());
+        if size != archive.size as u64 || archive.sha256.as_deref().is_some_and(|s| s != seen) {
+            anyhow::bail!(
+                "the archive at the target ({size} bytes, SHA-256 {seen}) is not the one its manifest describes ({} bytes, SHA-256 {}): it was altered or damaged where it is stored; nothing was restored",
+                archive.size,
+                archive.sha256.as_deref().unwrap_or("unknown")
+            );
+        }
+        Ok(())
     }
 }
 

@@ -234,6 +234,49 @@ async fn postgres_backup_is_encrypted_restores_exactly_and_drills() {
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(pg.fingerprint("shop"), before);
 
+    // An archive altered at the target is refused before anything is
+    // applied over the original, even where pg_restore would have stopped
+    // reading before the altered end.
+    pg.sql("shop", "DELETE FROM orders WHERE id % 5 = 0");
+    let damaged = pg.fingerprint("shop");
+    let path = app
+        .data_dir
+        .path()
+        .join("backups")
+        .join(run["object"].as_str().unwrap());
+    let good = std::fs::read(&path).unwrap();
+    let mut altered = good.clone();
+    altered.extend_from_slice(&[0u8; 300 * 1024]);
+    std::fs::write(&path, &altered).unwrap();
+    let done = restore(
+        &app,
+        &csrf,
+        run["id"].as_str().unwrap(),
+        json!({ "to": "original", "confirm": "shop-db", "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert!(
+        done["error"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was restored"),
+        "{done}"
+    );
+    assert_eq!(pg.fingerprint("shop"), damaged);
+    // Into a new database it fails too (the rest of the input is read
+    // and checked after pg_restore is done), and the new one is dropped.
+    let done = restore(
+        &app,
+        &csrf,
+        run["id"].as_str().unwrap(),
+        json!({ "to": "new", "name": "shop_altered", "confirm": "shop-db", "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert!(!pg.databases().contains(&"shop_altered".to_string()));
+    std::fs::write(&path, &good).unwrap();
+
     // A drill restores into a scratch database, checks and drops it.
     let drill = drill_now(&app, &csrf, "shop-db").await;
     assert_eq!(drill["status"], "passed", "{drill}");
@@ -468,7 +511,7 @@ async fn volume_backup_restores_into_a_new_volume_and_drills() {
     );
 
     // An archive damaged at the target: the restore fails before the
-    // volume is touched, and its staging volume goes too.
+    // volume is touched, and no staging volume stays.
     scratch
         .run_with_volume(image, &volume, "/v", "echo changed again > /v/a.txt")
         .await;
@@ -490,7 +533,10 @@ async fn volume_backup_restores_into_a_new_volume_and_drills() {
     .await;
     assert_eq!(done["status"], "failed", "{done}");
     assert!(
-        done["error"].as_str().unwrap().contains("is unchanged"),
+        done["error"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was restored"),
         "{done}"
     );
     assert_eq!(
