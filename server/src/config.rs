@@ -362,6 +362,9 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The TOML file this was loaded from, if any: berth's own backups
+    /// carry it, so settings kept outside the store are not lost.
+    pub file: Option<PathBuf>,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub tls: Tls,
@@ -396,6 +399,13 @@ pub enum MasterKeySource {
 pub const MASTER_KEY_ENV: &str = "BERTH_MASTER_KEY";
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
+
+/// Whether `text` is a configuration file berth would accept as far as
+/// its syntax and keys go (paths and addresses are checked when loading).
+pub fn parse_file(text: &str) -> anyhow::Result<()> {
+    toml::from_str::<FileConfig>(text)?;
+    Ok(())
+}
 
 impl Config {
     /// Builds the effective configuration from the file (if any) and the flags.
@@ -514,6 +524,7 @@ impl Config {
             (None, None) => MasterKeySource::File(data_dir.join("master.key")),
         };
         Ok(Config {
+            file: args.config.clone(),
             firewall,
             master_key,
             proxy,
@@ -542,6 +553,7 @@ impl Config {
     /// A config for tests and tools: plain HTTP on loopback port 0.
     pub fn for_tests(data_dir: &Path) -> Config {
         Config {
+            file: None,
             data_dir: data_dir.to_path_buf(),
             listen: "127.0.0.1:0".parse().expect("valid address"),
             tls: Tls::Off,

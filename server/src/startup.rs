@@ -176,6 +176,7 @@ impl Application {
             notifier.clone(),
             apps.clone(),
             config.data_dir.clone(),
+            config.file.clone(),
         ));
         // What a killed berth left running is failed before anything is
         // served; cleaning its leftovers, then scheduled runs and drills (a

@@ -64,11 +64,13 @@ impl Backups {
         notifier: Arc<crate::notify::Notifier>,
         apps: Arc<crate::apps::Apps>,
         data_dir: PathBuf,
+        config_file: Option<PathBuf>,
     ) -> Backups {
         Backups {
             ctx: sources::Context {
                 db: db.clone(),
                 data_dir,
+                config_file,
                 apps,
             },
             db,

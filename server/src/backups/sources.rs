@@ -1,7 +1,8 @@
 //! Opening what a job backs up as one stream of bytes, and where its
 //! archives go. berth's own store is copied with `VACUUM INTO`, which reads
 //! one consistent snapshot while berth keeps writing, then packed as a tar
-//! with a small description of what it is.
+//! with a small description of what it is and the configuration file berth
+//! was started with, if any.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +23,8 @@ use super::target::{local::Local, s3, sftp, Reader, Store};
 pub struct Context {
     pub db: SqlitePool,
     pub data_dir: PathBuf,
+    /// The TOML file berth was started with, if any.
+    pub config_file: Option<PathBuf>,
     pub apps: Arc<crate::apps::Apps>,
 }
 
@@ -123,6 +126,8 @@ async fn sqlite_version(db: &SqlitePool) -> Option<String> {
 pub const STORE_FILE: &str = "berth.db";
 /// Describes the archive: berth's version and the store's schema.
 pub const ABOUT_FILE: &str = "berth-backup.json";
+/// The configuration file berth was started with (`--config`), if any.
+pub const CONFIG_FILE: &str = "berth.toml";
 
 /// A consistent copy of the store as a tar stream. The copy is a file in
 /// the data dir's scratch space, removed once packed (or if packing fails).
@@ -133,32 +138,58 @@ async fn snapshot(ctx: &Context) -> anyhow::Result<Reader> {
     let path = file
         .to_str()
         .ok_or_else(|| anyhow::anyhow!("the data dir path is not UTF-8"))?;
-    sqlx::query("VACUUM INTO ?")
-        .bind(path)
-        .execute(&ctx.db)
-        .await
-        .map_err(|e| anyhow::anyhow!("copying the store failed: {e}"))?;
-    settle_copy(&file).await?;
-    let migrations: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
-        .fetch_one(&ctx.db)
-        .await
-        .unwrap_or(0);
-    let about = serde_json::to_vec_pretty(&serde_json::json!({
-        "berth": env!("CARGO_PKG_VERSION"),
-        "migrations": migrations,
-        "note": "berth.db is a consistent copy of berth's store; sealed values need the same master key",
-    }))?;
+    let prepared = async {
+        sqlx::query("VACUUM INTO ?")
+            .bind(path)
+            .execute(&ctx.db)
+            .await
+            .map_err(|e| anyhow::anyhow!("copying the store failed: {e}"))?;
+        // Read before anything is packed: a settings file that cannot be
+        // read fails the backup rather than being left out unnoticed.
+        let config = match &ctx.config_file {
+            Some(path) => Some(tokio::fs::read(path).await.map_err(|e| {
+                anyhow::anyhow!("reading the config file {} failed: {e}", path.display())
+            })?),
+            None => None,
+        };
+        settle_copy(&file).await?;
+        let migrations: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(&ctx.db)
+            .await
+            .unwrap_or(0);
+        let about = serde_json::to_vec_pretty(&serde_json::json!({
+            "berth": env!("CARGO_PKG_VERSION"),
+            "migrations": migrations,
+            "config": config.as_ref().map(|_| CONFIG_FILE),
+            "note": "berth.db is a consistent copy of berth's store; sealed values need the same master key",
+        }))?;
+        anyhow::Ok((config, about))
+    }
+    .await;
+    let (config, about) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&file).await;
+            return Err(e);
+        }
+    };
     let (tx, reader) = pipeline::channel();
     tokio::task::spawn_blocking(move || {
         let result = (|| -> anyhow::Result<()> {
             let out = ChannelWriter::new(tx.clone(), Arc::new(Progress::default()));
             let mut tar = tar::Builder::new(out);
-            let mut header = tar::Header::new_gnu();
-            header.set_size(about.len() as u64);
-            header.set_mode(0o600);
-            header.set_mtime(crate::store::now() as u64);
-            header.set_cksum();
-            tar.append_data(&mut header, ABOUT_FILE, about.as_slice())?;
+            let mut small = |name: &str, bytes: &[u8]| {
+                let mut header = tar::Header::new_gnu();
+                header.set_size(bytes.len() as u64);
+                header.set_mode(0o600);
+                header.set_mtime(crate::store::now() as u64);
+                header.set_cksum();
+                tar.append_data(&mut header, name, bytes)
+            };
+            small(ABOUT_FILE, &about)?;
+            if let Some(config) = &config {
+                small(CONFIG_FILE, config)?;
+            }
             let mut db = std::fs::File::open(&file)?;
             tar.append_file(STORE_FILE, &mut db)?;
             tar.into_inner()?.finish()?;
@@ -209,8 +240,10 @@ pub async fn unpack_berth(input: Reader, dir: &Path) -> anyhow::Result<u64> {
         for entry in archive.entries()? {
             let mut entry = entry?;
             let name = entry.path()?.to_path_buf();
-            // Only the two files berth writes, never a path elsewhere.
-            let known = name == Path::new(STORE_FILE) || name == Path::new(ABOUT_FILE);
+            // Only the files berth writes, never a path elsewhere.
+            let known = [STORE_FILE, ABOUT_FILE, CONFIG_FILE]
+                .iter()
+                .any(|f| name == Path::new(f));
             if !known {
                 anyhow::bail!("unexpected entry {} in a berth archive", name.display());
             }

@@ -9,7 +9,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::docker::{docker, test_image, Scratch};
-use crate::helpers::{csrf_of, error_of, spawn_app, Inbox, TestApp, PASSWORD, USERNAME};
+use crate::helpers::{
+    csrf_of, error_of, spawn_app, spawn_with, Inbox, TestApp, PASSWORD, USERNAME,
+};
 use crate::pg_rig::Postgres;
 
 /// Completes setup; returns the CSRF token and the backup identity the
@@ -567,10 +569,17 @@ pub(crate) async fn restored_admin(done: &Value) -> String {
         .unwrap()
 }
 
-/// berth's own store: a consistent copy that opens and checks out.
+/// berth's own store and the settings file it was started with: a
+/// consistent copy that opens and checks out.
 #[tokio::test]
 async fn berth_backs_itself_up_and_the_copy_opens() {
-    let app = spawn_app().await;
+    let settings = "# kept by the operator\nsession_idle_minutes = 45\n";
+    let app = spawn_with(|config| {
+        let file = config.data_dir.join("berth.toml");
+        std::fs::write(&file, settings).unwrap();
+        config.file = Some(file);
+    })
+    .await;
     let (csrf, identity) = setup(&app).await;
     ok(
         &app,
@@ -589,13 +598,21 @@ async fn berth_backs_itself_up_and_the_copy_opens() {
     for entry in tar::Archive::new(tar.as_slice()).entries().unwrap() {
         names.push(entry.unwrap().path().unwrap().display().to_string());
     }
-    assert_eq!(names, ["berth-backup.json", "berth.db"]);
+    assert_eq!(names, ["berth-backup.json", "berth.toml", "berth.db"]);
     // The master key is not in the archive.
     let master = std::fs::read(app.data_dir.path().join("master.key")).unwrap();
     assert!(master.len() >= 32);
     assert!(!tar.windows(master.len()).any(|w| w == master.as_slice()));
     let drill = drill_now(&app, &csrf, "self").await;
     assert_eq!(drill["status"], "passed", "{drill}");
+    assert!(
+        drill["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "settings" && c["passed"] == true),
+        "{drill}"
+    );
     let done = restore(
         &app,
         &csrf,
@@ -609,6 +626,10 @@ async fn berth_backs_itself_up_and_the_copy_opens() {
         .as_str()
         .unwrap()
         .trim_start_matches("directory ");
+    assert_eq!(
+        std::fs::read_to_string(format!("{dir}/berth.toml")).unwrap(),
+        settings
+    );
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{dir}/berth.db?mode=ro"))
         .await
         .unwrap();
@@ -626,6 +647,20 @@ async fn berth_backs_itself_up_and_the_copy_opens() {
         )
         .await;
     assert_eq!(error_of(r).await.1.as_deref(), Some("to"));
+    // A settings file gone since start fails the backup, whose copy of
+    // the store is removed too: no archive without the settings.
+    std::fs::remove_file(app.data_dir.path().join("berth.toml")).unwrap();
+    let run = run_now(&app, &csrf, "self").await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap()
+            .contains("reading the config file"),
+        "{run}"
+    );
+    let scratch = std::fs::read_dir(app.data_dir.path().join("backup-tmp")).unwrap();
+    assert_eq!(scratch.count(), 0, "a store copy was left behind");
 }
 
 /// An archive altered where it is stored does not restore: the bytes read
