@@ -25,6 +25,32 @@ use super::target::Reader;
 use super::{sources, Backups};
 use crate::http::error::ApiError;
 
+/// Names of drill scratch databases and volumes. A name says which it is,
+/// so what a killed berth left is removed even if the job's source has
+/// been edited since.
+const SCRATCH_DATABASE: &str = "berth_drill_";
+const SCRATCH_VOLUME: &str = "berth-drill-";
+
+/// A scratch database or volume to remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scratch<'a> {
+    Database(&'a str),
+    Volume(&'a str),
+}
+
+impl<'a> Scratch<'a> {
+    /// What a drill's scratch name is.
+    pub(crate) fn of_drill(name: &'a str) -> Option<Scratch<'a>> {
+        if name.starts_with(SCRATCH_DATABASE) {
+            Some(Scratch::Database(name))
+        } else if name.starts_with(SCRATCH_VOLUME) {
+            Some(Scratch::Volume(name))
+        } else {
+            None
+        }
+    }
+}
+
 fn check(name: &str, passed: bool, detail: impl Into<String>) -> DrillCheck {
     DrillCheck {
         name: name.to_string(),
@@ -50,9 +76,9 @@ impl Backups {
         let short = &id[..8];
         let scratch = match &job.source {
             Source::Postgres { .. } | Source::PostgresApp { .. } => {
-                Some(format!("berth_drill_{short}"))
+                Some(format!("{SCRATCH_DATABASE}{short}"))
             }
-            Source::Volume { .. } => Some(format!("berth-drill-{short}")),
+            Source::Volume { .. } => Some(format!("{SCRATCH_VOLUME}{short}")),
             Source::Berth => None,
         };
         let inserted = sqlx::query(
@@ -147,7 +173,7 @@ impl Backups {
             }
             Source::Berth => self.drill_berth(job, &archive).await,
         };
-        if let Some(scratch) = scratch {
+        if let Some(scratch) = scratch.and_then(Scratch::of_drill) {
             self.drop_scratch(job, scratch).await;
         }
         result
@@ -288,6 +314,7 @@ impl Backups {
             true,
             format!("restored into scratch volume {scratch}"),
         ));
+        crate::fault::pause_point("backup.drill.restored").await;
         let docker = self.ctx.docker()?;
         let got = tar_summary(docker.volume_tar(scratch).await?).await?;
         checks.push(check(
@@ -394,4 +421,23 @@ async fn tar_summary(input: Reader) -> anyhow::Result<(u64, u64)> {
         Ok((files, bytes))
     })
     .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Scratch;
+
+    #[test]
+    fn a_scratch_name_says_what_to_remove() {
+        assert_eq!(
+            Scratch::of_drill("berth_drill_0a1b2c3d"),
+            Some(Scratch::Database("berth_drill_0a1b2c3d"))
+        );
+        assert_eq!(
+            Scratch::of_drill("berth-drill-0a1b2c3d"),
+            Some(Scratch::Volume("berth-drill-0a1b2c3d"))
+        );
+        // Anything else is not a drill's, and is left alone.
+        assert_eq!(Scratch::of_drill("orders"), None);
+    }
 }

@@ -421,7 +421,9 @@ pub(crate) async fn restore_into(
                     "the archive did not restore; volume {name} is unchanged"
                 ))),
             };
-            backups.drop_scratch(job, staging).await;
+            backups
+                .drop_scratch(job, super::drill::Scratch::Volume(staging))
+                .await;
             result
         }
         Destination::Volume { name, original, .. } => {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::json;
 use sqlx::Row;
 
+use super::drill::Scratch;
 use super::{jobs, sources, Backups};
 
 /// How often the loop looks at the clock when nothing wakes it.
@@ -141,10 +142,12 @@ impl Backups {
             .await;
         }
         for (_, job_id, scratch) in interrupted.drills {
-            if let (Some(scratch), Ok(job)) =
-                (scratch, jobs::load(&self.db, &self.keys, &job_id).await)
-            {
-                self.drop_scratch(&job, &scratch).await;
+            let Some(scratch) = scratch else { continue };
+            if let (Some(scratch), Ok(job)) = (
+                Scratch::of_drill(&scratch),
+                jobs::load(&self.db, &self.keys, &job_id).await,
+            ) {
+                self.drop_scratch(&job, scratch).await;
             }
         }
     }
@@ -153,7 +156,8 @@ impl Backups {
     /// `Destination::created`).
     pub(crate) async fn remove_created(&self, job: &jobs::StoredJob, created: &str) {
         match created.split_once(':') {
-            Some(("database", name)) | Some(("volume", name)) => self.drop_scratch(job, name).await,
+            Some(("database", name)) => self.drop_scratch(job, Scratch::Database(name)).await,
+            Some(("volume", name)) => self.drop_scratch(job, Scratch::Volume(name)).await,
             Some(("directory", path)) => {
                 let _ = tokio::fs::remove_dir_all(path).await;
             }
@@ -161,16 +165,22 @@ impl Backups {
         }
     }
 
-    /// Drops a drill's scratch database or volume (or a restore's half-made one).
-    pub(crate) async fn drop_scratch(&self, job: &jobs::StoredJob, scratch: &str) {
-        use app::api::backups::Source;
-        match &job.source {
-            Source::Postgres { .. } | Source::PostgresApp { .. } => {
-                if let Ok((pg, _)) = self.ctx.pg(job).await {
+    /// Drops a drill's scratch database or volume (or a restore's half-made
+    /// one). A database is dropped on the job's server, so only while the
+    /// job still has one.
+    pub(crate) async fn drop_scratch(&self, job: &jobs::StoredJob, scratch: Scratch<'_>) {
+        match scratch {
+            Scratch::Database(scratch) => match self.ctx.pg(job).await {
+                Ok((pg, _)) => {
                     let _ = pg.drop(scratch).await;
                 }
-            }
-            Source::Volume { .. } => {
+                Err(e) => tracing::warn!(
+                    database = scratch,
+                    error = %format!("{e:#}"),
+                    "could not drop a scratch database"
+                ),
+            },
+            Scratch::Volume(scratch) => {
                 let Ok(docker) = self.ctx.docker() else {
                     return;
                 };
@@ -186,7 +196,6 @@ impl Backups {
                 }
                 tracing::warn!(volume = scratch, "could not remove a scratch volume");
             }
-            Source::Berth => {}
         }
     }
 

@@ -295,3 +295,109 @@ async fn sigkill_during_a_backup_fails_it_cleans_up_and_the_missed_start_runs() 
     assert_eq!(left, [object.clone(), format!("{object}.manifest.json")]);
     berth.signal("TERM");
 }
+
+/// SIGKILL while a drill holds its scratch volume: at restart the drill is
+/// failed and the scratch volume removed, not left to pile up.
+#[tokio::test]
+async fn sigkill_during_a_drill_removes_its_scratch_volume_at_restart() {
+    let scratch = Scratch::new();
+    let volume = scratch.name("data");
+    scratch
+        .run_with_volume(TEST_IMAGE, &volume, "/v", "echo kept > /v/a.txt")
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let berth = Served::first(dir.path(), Some("backup.drill.restored")).await;
+    // The job's name is the drill volume's label: unique to this test.
+    let job_name = scratch.name("drill");
+    let job = json!({ "name": job_name, "source": { "kind": "volume", "volume": volume },
+                      "target": { "kind": "local" } });
+    let r = berth
+        .post("/backups/jobs", Some(&job))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = berth
+        .post(&format!("/backups/jobs/{job_name}/run"), None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let run = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while berth.get(&format!("/backups/runs/{run}")).await["status"] != "succeeded" {
+        assert!(Instant::now() < deadline, "the backup succeeded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = berth
+        .post(&format!("/backups/jobs/{job_name}/drill"), Some(&json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let drill = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let label = format!("berth.backup.restored-from={job_name}");
+    let filters = std::collections::HashMap::from([("label".to_string(), vec![label])]);
+    let drill_volumes = || async {
+        docker()
+            .list_volumes(Some(
+                bollard::query_parameters::ListVolumesOptionsBuilder::new()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .unwrap()
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect::<Vec<_>>()
+    };
+    // Paused at the fault point, after the restore into the scratch volume.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let held = loop {
+        let held = drill_volumes().await;
+        if !held.is_empty() {
+            break held;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the drill made its scratch volume"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(held[0].starts_with("berth-drill-"), "{held:?}");
+    berth.signal("KILL");
+    assert_eq!(drill_volumes().await, held, "the kill left the volume");
+
+    let berth = Served::again(dir.path()).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let left = loop {
+        let left = drill_volumes().await;
+        if left.is_empty() || Instant::now() > deadline {
+            break left;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Removed here too if berth did not, so a failure leaves nothing.
+    for name in &left {
+        let _ = docker()
+            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await;
+    }
+    assert!(left.is_empty(), "{left:?} survived the restart");
+    let v = berth.get(&format!("/backups/drills/{drill}")).await;
+    assert_eq!(v["status"], "failed", "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("berth stopped"),
+        "{v}"
+    );
+    berth.signal("TERM");
+}
