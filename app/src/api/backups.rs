@@ -372,7 +372,7 @@ pub struct Drill {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DrillCheck {
-    /// `archive`, `rows`, `query`, `files`, `integrity`.
+    /// `archive`, `restore`, `rows`, `query`, `files`, `settings`, `integrity`.
     pub name: String,
     pub passed: bool,
     pub detail: String,
