@@ -29,6 +29,9 @@ fn free_address() -> SocketAddr {
 /// stopped when dropped.
 struct PrivateNginx {
     dir: tempfile::TempDir,
+    /// The daemon's master: a session leader (nginx calls setsid), so its
+    /// pid is also its workers' process group.
+    master: libc::pid_t,
     conf: PathBuf,
     sites: PathBuf,
     http: SocketAddr,
@@ -83,8 +86,9 @@ impl PrivateNginx {
             ),
         )
         .unwrap();
-        let nginx = PrivateNginx {
+        let mut nginx = PrivateNginx {
             dir,
+            master: 0,
             conf,
             sites,
             http,
@@ -96,6 +100,20 @@ impl PrivateNginx {
             "nginx did not start: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // The command returns once the daemon has forked; the daemon
+        // writes its pid file a moment later.
+        let pid_file = nginx.root().join("nginx.pid");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        nginx.master = loop {
+            let pid = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            if let Some(pid) = pid {
+                break pid;
+            }
+            assert!(Instant::now() < deadline, "nginx wrote no pid file");
+            std::thread::sleep(Duration::from_millis(10));
+        };
         nginx
     }
 
@@ -131,12 +149,27 @@ impl PrivateNginx {
 
 impl Drop for PrivateNginx {
     fn drop(&mut self) {
+        // CI once found a master of this fixture still serving after its
+        // test had passed: asking is not enough, so the drop waits for the
+        // master itself to be gone and kills its group if it lingers.
+        let alive = |pid: libc::pid_t| unsafe { libc::kill(pid, 0) } == 0;
+        let gone_within = |secs: u64| {
+            let deadline = Instant::now() + Duration::from_secs(secs);
+            while alive(self.master) {
+                if Instant::now() > deadline {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            true
+        };
+        if self.master <= 1 {
+            return;
+        }
         let _ = self.command(&["-s", "stop"]).output();
-        // Wait for the master to go, so the directory can be removed.
-        let pid = self.root().join("nginx.pid");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while pid.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
+        if !gone_within(5) {
+            unsafe { libc::kill(-self.master, libc::SIGKILL) };
+            gone_within(5);
         }
     }
 }
