@@ -831,13 +831,21 @@ async fn a_restart_rolls_back_an_unconfirmed_apply_and_loads_the_confirmed_rules
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(tcp_from(&lab.client, SERVER_V4, 5432), Reach::Dropped);
-    let last = again
-        .state
-        .firewall
-        .status("127.0.0.1".parse().unwrap())
-        .await
-        .unwrap();
-    let last = last.last_apply.unwrap();
+    // The rules go back first and the record follows: CI once read the
+    // status between the two and saw `pending`.
+    let last = loop {
+        let status = again
+            .state
+            .firewall
+            .status("127.0.0.1".parse().unwrap())
+            .await
+            .unwrap();
+        let last = status.last_apply.unwrap();
+        if last.state != "pending" || std::time::Instant::now() > deadline {
+            break last;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(last.state, "rolled_back");
     assert!(last
         .message
