@@ -12,9 +12,13 @@ cargo fmt --all -- --check
 
 echo "== offline query data (.sqlx) matches the queries and migrations"
 tmp="$(mktemp -d)"
-# The tests import berth-test-busybox:1 (labelled berth-test); it goes at the end.
-# (prune: only dangling images that carry that label).
-trap 'rm -rf "$tmp"; docker rmi -f berth-test-busybox:1 >/dev/null 2>&1 || true; docker image prune -f --filter label=berth-test=1 >/dev/null 2>&1 || true' EXIT
+# The tests import their images (busybox, a PostgreSQL made from this host's
+# packages, the e2e's busybox), all labelled berth-test=1; they go at the end,
+# tagged or not. Nothing without that label is touched.
+remove_test_images() {
+  docker images -q --filter label=berth-test=1 | sort -u | xargs -r docker rmi -f >/dev/null 2>&1 || true
+}
+trap 'rm -rf "$tmp"; remove_test_images' EXIT
 export DATABASE_URL="sqlite://$tmp/check.db"
 cargo sqlx database create
 cargo sqlx migrate run --source migrations
