@@ -347,21 +347,25 @@ impl Backups {
                     return Ok(());
                 }
             }
-            let config = dir.join(sources::CONFIG_FILE);
-            if tokio::fs::try_exists(&config).await? {
-                let parsed = tokio::fs::read(&config)
-                    .await
-                    .map_err(anyhow::Error::from)
-                    .and_then(|b| Ok(String::from_utf8(b)?))
-                    .and_then(|text| crate::config::parse_file(&text));
-                checks.push(match parsed {
-                    Ok(()) => check("settings", true, format!("{} parses", sources::CONFIG_FILE)),
-                    Err(e) => check(
-                        "settings",
-                        false,
-                        format!("{} does not parse: {e:#}", sources::CONFIG_FILE),
-                    ),
-                });
+            // Only archives of a berth started with `--config` have one.
+            match tokio::fs::read(dir.join(sources::CONFIG_FILE)).await {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                read => {
+                    let parsed = read
+                        .map_err(anyhow::Error::from)
+                        .and_then(|b| Ok(String::from_utf8(b)?))
+                        .and_then(|text| crate::config::parse_file(&text));
+                    checks.push(match parsed {
+                        Ok(()) => {
+                            check("settings", true, format!("{} parses", sources::CONFIG_FILE))
+                        }
+                        Err(e) => check(
+                            "settings",
+                            false,
+                            format!("{} does not parse: {e:#}", sources::CONFIG_FILE),
+                        ),
+                    });
+                }
             }
             let options = sqlx::sqlite::SqliteConnectOptions::new()
                 .filename(dir.join(sources::STORE_FILE))

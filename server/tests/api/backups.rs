@@ -93,13 +93,23 @@ pub(crate) async fn restore(app: &TestApp, csrf: &str, run: &str, body: Value) -
 }
 
 /// The archive's bytes on disk.
-fn archive_file(app: &TestApp, run: &Value) -> Vec<u8> {
-    let path = app
-        .data_dir
+/// Where a run's archive lies in the default local target.
+fn archive_path(app: &TestApp, run: &Value) -> std::path::PathBuf {
+    app.data_dir
         .path()
         .join("backups")
-        .join(run["object"].as_str().unwrap());
-    std::fs::read(path).unwrap()
+        .join(run["object"].as_str().unwrap())
+}
+
+fn archive_file(app: &TestApp, run: &Value) -> Vec<u8> {
+    std::fs::read(archive_path(app, run)).unwrap()
+}
+
+/// A restore of `run` that must fail: its error.
+async fn failed_restore(app: &TestApp, csrf: &str, run: &Value, body: Value) -> String {
+    let done = restore(app, csrf, run["id"].as_str().unwrap(), body).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    done["error"].as_str().unwrap().to_string()
 }
 
 /// Decrypts and decompresses an archive outside berth, with an identity.
@@ -241,41 +251,29 @@ async fn postgres_backup_is_encrypted_restores_exactly_and_drills() {
     // reading before the altered end.
     pg.sql("shop", "DELETE FROM orders WHERE id % 5 = 0");
     let damaged = pg.fingerprint("shop");
-    let path = app
-        .data_dir
-        .path()
-        .join("backups")
-        .join(run["object"].as_str().unwrap());
+    let path = archive_path(&app, &run);
     let good = std::fs::read(&path).unwrap();
     let mut altered = good.clone();
     altered.extend_from_slice(&[0u8; 300 * 1024]);
     std::fs::write(&path, &altered).unwrap();
-    let done = restore(
+    let error = failed_restore(
         &app,
         &csrf,
-        run["id"].as_str().unwrap(),
+        &run,
         json!({ "to": "original", "confirm": "shop-db", "password": PASSWORD }),
     )
     .await;
-    assert_eq!(done["status"], "failed", "{done}");
-    assert!(
-        done["error"]
-            .as_str()
-            .unwrap()
-            .contains("nothing was restored"),
-        "{done}"
-    );
+    assert!(error.contains("nothing was restored"), "{error}");
     assert_eq!(pg.fingerprint("shop"), damaged);
     // Into a new database it fails too (the rest of the input is read
     // and checked after pg_restore is done), and the new one is dropped.
-    let done = restore(
+    failed_restore(
         &app,
         &csrf,
-        run["id"].as_str().unwrap(),
+        &run,
         json!({ "to": "new", "name": "shop_altered", "confirm": "shop-db", "password": PASSWORD }),
     )
     .await;
-    assert_eq!(done["status"], "failed", "{done}");
     assert!(!pg.databases().contains(&"shop_altered".to_string()));
     std::fs::write(&path, &good).unwrap();
 
@@ -518,29 +516,18 @@ async fn volume_backup_restores_into_a_new_volume_and_drills() {
         .run_with_volume(image, &volume, "/v", "echo changed again > /v/a.txt")
         .await;
     let changed = scratch.run_with_volume(image, &volume, "/v", show).await;
-    let path = app
-        .data_dir
-        .path()
-        .join("backups")
-        .join(run["object"].as_str().unwrap());
+    let path = archive_path(&app, &run);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.extend_from_slice(b"rot");
     std::fs::write(&path, &bytes).unwrap();
-    let done = restore(
+    let error = failed_restore(
         &app,
         &csrf,
-        run["id"].as_str().unwrap(),
+        &run,
         json!({ "to": "original", "confirm": "files", "password": PASSWORD }),
     )
     .await;
-    assert_eq!(done["status"], "failed", "{done}");
-    assert!(
-        done["error"]
-            .as_str()
-            .unwrap()
-            .contains("nothing was restored"),
-        "{done}"
-    );
+    assert!(error.contains("nothing was restored"), "{error}");
     assert_eq!(
         scratch.run_with_volume(image, &volume, "/v", show).await,
         changed
@@ -684,11 +671,7 @@ async fn an_archive_altered_at_the_target_is_refused_on_restore() {
     let run = run_now(&app, &csrf, "plain").await;
     assert_eq!(run["status"], "succeeded", "{run}");
     // Unencrypted, so nothing but the digests stands between rot and a restore.
-    let path = app
-        .data_dir
-        .path()
-        .join("backups")
-        .join(run["object"].as_str().unwrap());
+    let path = archive_path(&app, &run);
     let mut bytes = std::fs::read(&path).unwrap();
     assert!(!bytes.starts_with(b"age-encryption.org/v1"));
     // A zstd skippable frame after the data: every decoder passes over
@@ -696,15 +679,13 @@ async fn an_archive_altered_at_the_target_is_refused_on_restore() {
     // SHA-256 tells the archive is not what was stored.
     bytes.extend_from_slice(&[0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4]);
     std::fs::write(&path, &bytes).unwrap();
-    let done = restore(
+    let error = failed_restore(
         &app,
         &csrf,
-        run["id"].as_str().unwrap(),
+        &run,
         json!({ "to": "new", "confirm": "plain", "password": PASSWORD }),
     )
     .await;
-    assert_eq!(done["status"], "failed", "{done}");
-    let error = done["error"].as_str().unwrap();
     assert!(error.contains("SHA-256"), "{error}");
     let restores = app.data_dir.path().join("restores");
     let left: Vec<_> = std::fs::read_dir(&restores)
@@ -816,15 +797,7 @@ async fn a_running_dump_holds_its_job_and_a_killed_dump_fails_the_run() {
     assert_eq!(run["status"], "failed", "{run}");
     let error = run["error"].as_str().unwrap();
     assert!(error.contains("pg_dump was killed"), "{error}");
-    assert!(
-        run["object"].is_null()
-            || !app
-                .data_dir
-                .path()
-                .join("backups")
-                .join(run["object"].as_str().unwrap())
-                .exists()
-    );
+    assert!(run["object"].is_null() || !archive_path(&app, &run).exists());
     let dir = app.data_dir.path().join("backups").join("locked");
     let left: Vec<_> = std::fs::read_dir(&dir)
         .map(|d| d.collect())
@@ -1050,18 +1023,8 @@ async fn schedules_start_runs_and_retention_prunes_what_the_preview_said() {
         .collect();
     assert_eq!(pruned.len(), 1);
     assert_eq!(pruned[0]["id"], seen[0]["id"]);
-    assert!(!app
-        .data_dir
-        .path()
-        .join("backups")
-        .join(seen[0]["object"].as_str().unwrap())
-        .exists());
-    assert!(app
-        .data_dir
-        .path()
-        .join("backups")
-        .join(seen[2]["object"].as_str().unwrap())
-        .exists());
+    assert!(!archive_path(&app, &seen[0]).exists());
+    assert!(archive_path(&app, &seen[2]).exists());
     // A pruned archive cannot be restored; it says why.
     let r = app
         .post(

@@ -100,6 +100,13 @@ impl Served {
         }
     }
 
+    /// POSTs, checks the status, and gives the JSON answer.
+    async fn answer(&self, path: &str, body: Option<&Value>, expected: StatusCode) -> Value {
+        let r = self.post(path, body).send().await.unwrap();
+        assert_eq!(r.status(), expected, "POST {path}");
+        r.json().await.unwrap()
+    }
+
     async fn get(&self, path: &str) -> Value {
         self.http
             .get(self.api(path))
@@ -138,12 +145,10 @@ async fn sigkill_during_a_recreate_converges_after_restart() {
     let name = scratch.name("crash");
     let berth = Served::first(dir.path(), Some("apply.recreate.after_stop")).await;
     let mut spec = json!({ "name": name, "image": TEST_IMAGE, "command": ["sleep", "3600"] });
-    let r = berth.post("/apps", Some(&spec)).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let old_id = r.json::<Value>().await.unwrap()["container"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let created = berth
+        .answer("/apps", Some(&spec), StatusCode::CREATED)
+        .await;
+    let old_id = created["container"]["id"].as_str().unwrap().to_string();
 
     // The update stops the old container, then berth freezes at the fault point.
     spec["env"] = json!({ "VERSION": "2" });
@@ -211,22 +216,13 @@ async fn sigkill_during_a_backup_fails_it_cleans_up_and_the_missed_start_runs() 
     let berth = Served::first(dir.path(), Some("backup.local.writing")).await;
     let job = json!({ "name": "self", "source": { "kind": "berth" }, "target": { "kind": "local" },
                       "schedule": "0 3 * * *" });
-    let r = berth
-        .post("/backups/jobs", Some(&job))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let r = berth
-        .post("/backups/jobs/self/run", None)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let killed_run = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    berth
+        .answer("/backups/jobs", Some(&job), StatusCode::CREATED)
+        .await;
+    let started = berth
+        .answer("/backups/jobs/self/run", None, StatusCode::ACCEPTED)
+        .await;
+    let killed_run = started["id"].as_str().unwrap().to_string();
     let job_dir = dir.path().join("backups").join("self");
     let partials = || -> Vec<String> {
         std::fs::read_dir(&job_dir)
@@ -311,37 +307,30 @@ async fn sigkill_during_a_drill_removes_its_scratch_volume_at_restart() {
     let job_name = scratch.name("drill");
     let job = json!({ "name": job_name, "source": { "kind": "volume", "volume": volume },
                       "target": { "kind": "local" } });
-    let r = berth
-        .post("/backups/jobs", Some(&job))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let r = berth
-        .post(&format!("/backups/jobs/{job_name}/run"), None)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let run = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    berth
+        .answer("/backups/jobs", Some(&job), StatusCode::CREATED)
+        .await;
+    let started = berth
+        .answer(
+            &format!("/backups/jobs/{job_name}/run"),
+            None,
+            StatusCode::ACCEPTED,
+        )
+        .await;
+    let run = started["id"].as_str().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while berth.get(&format!("/backups/runs/{run}")).await["status"] != "succeeded" {
         assert!(Instant::now() < deadline, "the backup succeeded");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let r = berth
-        .post(&format!("/backups/jobs/{job_name}/drill"), Some(&json!({})))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let drill = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let started = berth
+        .answer(
+            &format!("/backups/jobs/{job_name}/drill"),
+            Some(&json!({})),
+            StatusCode::ACCEPTED,
+        )
+        .await;
+    let drill = started["id"].as_str().unwrap();
 
     let label = format!("berth.backup.restored-from={job_name}");
     let filters = std::collections::HashMap::from([("label".to_string(), vec![label])]);
